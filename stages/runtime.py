@@ -1,0 +1,160 @@
+"""What every stage shares at run time: error reporting, atomic writes, device, seeds.
+
+Expected problems (bad params, a bad archive, a missing upstream output) raise
+:class:`UserError`; :func:`run_main` prints its message in one line on stderr and exits
+with status 2, with no traceback unless ``CIFAR10_TRICKS_DEBUG=1`` is set.  Real bugs
+keep their traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+log = logging.getLogger("cifar10_tricks")
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message names it and the way out."""
+
+
+def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's ``main`` with logging set up and user errors turned into exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        main(argv)
+    except UserError as exc:
+        if os.environ.get("CIFAR10_TRICKS_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
+        sys.exit(130)
+
+
+def require(path: str | Path, stage: str) -> Path:
+    """``path`` if it exists, else a UserError naming the stage that makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; it is made by the `{stage}` stage: run `dvc repro {stage}`.")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it over ``target``.
+
+    A crash, a kill or a full disk leaves ``target`` as it was (absent or old), never
+    half-written: the rename is atomic on POSIX file systems.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(target: str | Path, data) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path, stage: str):
+    path = require(path, stage)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}); rerun `dvc repro -f {stage}`.") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one integer."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(requested: str = "auto"):
+    """cuda > mps > cpu for ``auto``; a named device that is absent is an error."""
+    import torch
+
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        requested = next(name for name in ("cuda", "mps", "cpu") if available[name])
+    elif not available[requested]:
+        raise UserError(
+            f"train.device = {requested!r} but no {requested} device is available here; "
+            "use `-S train.device=auto` (or cpu)."
+        )
+    return torch.device(requested)
+
+
+def bf16_supported(device) -> bool:
+    """Whether bf16 autocast runs natively (not emulated) on ``device``."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # oneDNN has native bf16 with AVX-512 BF16 or AMX; without them it is slower than fp32.
+        cap = torch.backends.cpu.get_cpu_capability()
+        flags = _cpu_flags()
+        return cap in ("AVX512", "AVX512_BF16", "AMX") and bool({"avx512_bf16", "amx_bf16"} & flags)
+    return False
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def pick_precision(requested: str, device) -> str:
+    """``fp32`` or ``bf16``; ``auto`` takes bf16 where the hardware runs it natively."""
+    if requested == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if requested == "bf16" and device.type == "mps":
+        raise UserError("train.precision = 'bf16' is not supported on mps; use fp32 or auto.")
+    return requested
+
+
+def configure_torch(device, deterministic: bool) -> None:
+    """Threads matched to the cores; deterministic kernels when asked (slower on GPU)."""
+    import torch
+
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, cores or 1))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)

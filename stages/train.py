@@ -1,0 +1,230 @@
+"""Stage `train@<variant>`: train one fresh model per seed for one variant.
+
+Inputs:  the data file (`download`), the train-set stats (`stats`).
+Params:  ``train`` (epochs, batch_size, seeds, device, precision, deterministic) and
+         ``variants.<variant>`` (the knobs of this rung of the ladder).
+Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model) and
+         a DVCLive folder with per-epoch train/test loss and accuracy, per seed
+         (``seed_<s>/...``) and averaged over seeds (``train/...``, ``test/...``).
+
+The data set lives on the device as uint8 tensors; batches are slices of a seeded
+random permutation, so no DataLoader or per-image transform sits in the hot loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from stages import cifar, params
+from stages.model import ModelConfig, Net, predict, save_checkpoint
+from stages.runtime import (
+    UserError,
+    configure_torch,
+    pick_device,
+    pick_precision,
+    read_json,
+    run_main,
+    seed_everything,
+)
+
+log = logging.getLogger("cifar10_tricks.train")
+METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
+
+
+class DivergedError(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Tensors:
+    """The data set on the device: uint8 images in channels_last NCHW, int64 labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def to_device(ds: cifar.Dataset, device: torch.device) -> Tensors:
+    # NHWC arrays viewed as NCHW are already channels_last in memory: no copy on the CPU.
+    def images(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(0, 3, 1, 2).to(device)
+
+    def labels(y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(y.astype(np.int64)).to(device)
+
+    return Tensors(images(ds.x_train), labels(ds.y_train), images(ds.x_test), labels(ds.y_test))
+
+
+def model_config(variant: params.Variant, stats: dict, classes: tuple[str, ...]) -> ModelConfig:
+    return ModelConfig(
+        n_classes=len(classes),
+        normalize=variant.normalize,
+        mean=tuple(stats["mean"]),
+        std=tuple(stats["std"]),
+        init=variant.init,
+        dropout_conv=variant.dropout_conv,
+        dropout_dense=variant.dropout_dense,
+        classes=classes,
+    )
+
+
+def make_optimizer(model: Net, variant: params.Variant, device: torch.device):
+    """Adam with L2 through its weight_decay, and an lr decaying by lr_decay per epoch."""
+    opt = torch.optim.Adam(
+        model.parameters(), lr=variant.lr, weight_decay=variant.weight_decay,
+        foreach=device.type == "cpu", fused=device.type == "cuda",
+    )
+    return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=variant.lr_decay)
+
+
+def loss_fn(model: Net, log_probs: torch.Tensor, y: torch.Tensor, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to minimise, the NLL alone); PyTorch has no built-in L1, so it is added here."""
+    nll = F.nll_loss(log_probs.float(), y)
+    if l1 == 0:
+        return nll, nll
+    return nll + l1 * sum(w.abs().sum() for w in model.weights()), nll
+
+
+def evaluate_split(model: Net, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[float, float]:
+    """(mean NLL, accuracy) of ``model`` on a split, in eval mode."""
+    log_probs = predict(model, x, precision)
+    loss = F.nll_loss(log_probs, y).item()
+    acc = (log_probs.argmax(1) == y).float().mean().item()
+    return loss, acc
+
+
+def train_seed(
+    variant_name: str,
+    variant: params.Variant,
+    config: ModelConfig,
+    data: Tensors,
+    seed: int,
+    tp: params.TrainParams,
+    device: torch.device,
+    precision: str,
+    on_epoch=None,
+) -> tuple[Net, list[dict]]:
+    """Train a fresh model for ``tp.epochs``; returns it and one metrics dict per epoch."""
+    seed_everything(seed)
+    model = Net(config).to(device, memory_format=torch.channels_last)
+    opt, sched = make_optimizer(model, variant, device)
+    order = torch.Generator().manual_seed(seed)  # shuffling: same order on every device
+    n = len(data.x_train)
+    history = []
+    for epoch in range(tp.epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order).to(device)
+        # Running sums on the device: no host sync per batch (it stalls a GPU).
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in _progress(range(0, n, tp.batch_size), f"{variant_name} seed {seed} epoch {epoch + 1}"):
+            idx = perm[i : i + tp.batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = model(xb)
+            loss, nll = loss_fn(model, out, yb, variant.l1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += nll.detach() * len(idx)
+            correct += (out.argmax(1) == yb).sum()
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):
+            raise DivergedError(
+                f"variant {variant_name!r}, seed {seed}, epoch {epoch + 1}: the training loss became "
+                f"{train_loss}; the model diverged, so no model or metrics are written. Lower "
+                f"variants.{variant_name}.lr (now {variant.lr}) or the regularisation, then rerun."
+            )
+        lr = sched.get_last_lr()[0]
+        sched.step()
+        test_loss, test_acc = evaluate_split(model, data.x_test, data.y_test, precision)
+        row = {"train/loss": train_loss, "train/acc": correct.item() / n,
+               "test/loss": test_loss, "test/acc": test_acc, "lr": lr,
+               "seconds": time.perf_counter() - start}
+        history.append(row)
+        if on_epoch:
+            on_epoch(epoch, row)
+    return model, history
+
+
+def _progress(it, desc: str):
+    """A progress bar on a terminal; nothing in logs (tqdm turns itself off there)."""
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, leave=False, disable=None, unit="batch", mininterval=0.5)
+
+
+def mean_history(histories: list[list[dict]]) -> list[dict]:
+    """Per-epoch mean over seeds of each metric."""
+    return [{k: float(np.mean([h[e][k] for h in histories])) for k in METRICS}
+            for e in range(len(histories[0]))]
+
+
+def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
+    """Per-epoch curves as DVCLive plot data: per seed, and the mean over seeds."""
+    from dvclive import Live
+
+    # Only the plot files: Live.end() would add a summary metrics.json (a last-epoch
+    # value per curve) that would crowd `dvc metrics show`; evaluate writes the metrics.
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    series = {f"seed_{s}/": h for s, h in histories.items()}
+    series[""] = mean_history(list(histories.values()))
+    for prefix, history in series.items():
+        for epoch, row in enumerate(history):
+            live.step = epoch
+            for key in METRICS:
+                live.log_metric(prefix + key, row[key])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--models", type=Path, required=True, help="folder for seed_<s>.pt")
+    parser.add_argument("--live", type=Path, required=True, help="DVCLive folder")
+    args = parser.parse_args(argv)
+
+    p = params.load(args.params)
+    if args.variant not in p.variants:
+        raise UserError(f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}.")
+    variant, tp = p.variants[args.variant], p.train
+    stats = read_json(args.stats, "stats")
+    device = pick_device(tp.device)
+    precision = pick_precision(tp.precision, device)
+    configure_torch(device, tp.deterministic)
+    ds = cifar.load(args.data)
+    data = to_device(ds, device)
+    config = model_config(variant, stats, ds.classes)
+    log.info("train %s on %s (%s), %d images, seeds %s", args.variant, device, precision,
+             len(ds.y_train), list(tp.seeds))
+
+    histories = {}
+    for seed in tp.seeds:
+        def report(epoch, row, seed=seed):
+            log.info("%s seed %d epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% "
+                     "| lr %.2e | %.1f s", args.variant, seed, epoch + 1, tp.epochs, row["train/loss"],
+                     100 * row["train/acc"], row["test/loss"], 100 * row["test/acc"], row["lr"],
+                     row["seconds"])
+
+        model, histories[seed] = train_seed(args.variant, variant, config, data, seed, tp, device,
+                                            precision, report)
+        save_checkpoint(model.to("cpu"), args.models / f"seed_{seed}.pt", variant=args.variant,
+                        seed=seed, precision=precision, device=str(device), history=histories[seed])
+    write_live(args.live, histories)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,35 @@
+"""Shared fixtures: small synthetic archives and a helper to craft hostile ones."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from stages import cifar
+
+
+@pytest.fixture(scope="session")
+def small_archive(tmp_path_factory) -> Path:
+    """A synthetic CIFAR-format archive: 250 train (50 per batch) and 60 test images."""
+    path = tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz"
+    return cifar.write_synthetic_archive(path, n_train=250, n_test=60, seed=7)
+
+
+@pytest.fixture(scope="session")
+def small_members(small_archive) -> dict[str, bytes]:
+    return cifar.read_members(small_archive)
+
+
+def write_tar(path: Path, members: dict[str, bytes], extra=()) -> Path:
+    """A .tar.gz with regular-file ``members`` plus raw TarInfo ``extra`` entries."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        for info in extra:
+            tar.addfile(info)
+    return path

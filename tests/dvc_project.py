@@ -1,0 +1,63 @@
+"""A copy of this project in a temporary git repository, for running real `dvc` commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config")
+GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+class Project:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args).stdout
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, raw: dict) -> None:
+        (self.path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+
+
+def make_project(dest: Path, **data_overrides) -> Project:
+    """Copy the project into ``dest``, point it at small synthetic data, commit it."""
+    for name in COPIED:
+        src, dst = ROOT / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    proj = Project(dest)
+    raw = proj.params()
+    raw["data"]["source"] = "synthetic"
+    raw["data"]["synthetic"].update({"n_train": 500, "n_test": 200, **data_overrides})
+    proj.set_params(raw)
+    proj.git("init", "-q", "-b", "main")
+    proj.commit("project")
+    return proj
