@@ -78,11 +78,16 @@ def model_config(variant: params.Variant, stats: dict, classes: tuple[str, ...])
     )
 
 
-def make_optimizer(model: Net, variant: params.Variant, device: torch.device):
-    """Adam with L2 through its weight_decay, and an lr decaying by lr_decay per epoch."""
+def make_optimizer(model: Net, variant: params.Variant, device: torch.device, capturable: bool = False):
+    """Adam with L2 through its weight_decay, and an lr decaying by lr_decay per epoch.
+
+    ``capturable``: for CUDA graphs, the lr lives in a device tensor that the scheduler
+    updates in place, so a replayed step sees each epoch's lr.
+    """
+    lr = torch.tensor(variant.lr, device=device) if capturable else variant.lr
     opt = torch.optim.Adam(
-        model.parameters(), lr=variant.lr, weight_decay=variant.weight_decay,
-        foreach=device.type == "cpu", fused=device.type == "cuda",
+        model.parameters(), lr=lr, weight_decay=variant.weight_decay,
+        foreach=device.type == "cpu", fused=device.type == "cuda", capturable=capturable,
     )
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=variant.lr_decay)
 
@@ -103,6 +108,77 @@ def evaluate_split(model: Net, x: torch.Tensor, y: torch.Tensor, precision: str)
     return loss, acc
 
 
+def make_step(model: Net, opt, variant: params.Variant, data: Tensors, precision: str, sums: torch.Tensor):
+    """``step(idx)``: one Adam step on images ``idx``, adding (NLL sum, correct) into ``sums``."""
+    device_type = data.x_train.device.type
+
+    def step(idx: torch.Tensor, set_to_none: bool = True) -> None:
+        xb, yb = data.x_train[idx], data.y_train[idx]
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(xb)
+        loss, nll = loss_fn(model, out, yb, variant.l1)
+        opt.zero_grad(set_to_none=set_to_none)
+        loss.backward()
+        opt.step()
+        # Running sums on the device: no host sync per batch (it stalls a GPU).
+        sums[0] += nll.detach() * len(idx)
+        sums[1] += (out.argmax(1) == yb).sum()
+
+    return step
+
+
+class GraphedStep:
+    """The same step, captured once per batch size in a CUDA graph and replayed.
+
+    At batch 64 this model's kernels take microseconds; launching them one by one from
+    Python costs more than running them.  A graph replays the whole step (indexing,
+    forward, backward, Adam) in one launch.  Capture needs a few warm-up steps, so the
+    parameters and optimiser state are saved before and restored after: training starts
+    from the same initial model as the eager step would.
+    """
+
+    def __init__(self, step, model: Net, opt, n_warmup: int = 3):
+        self.step, self.model, self.opt, self.n_warmup = step, model, opt, n_warmup
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def _capture(self, idx: torch.Tensor):
+        static_idx = idx.clone()
+        saved = _snapshot(self.model, self.opt)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.n_warmup):
+                self.step(static_idx)
+        torch.cuda.current_stream().wait_stream(side)
+        self.opt.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.step(static_idx, set_to_none=False)
+        _restore(self.model, self.opt, saved)
+        return graph, static_idx
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        if len(idx) not in self.graphs:
+            self.graphs[len(idx)] = self._capture(idx)
+        graph, static_idx = self.graphs[len(idx)]
+        static_idx.copy_(idx)
+        graph.replay()
+
+
+def _snapshot(model: Net, opt) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _restore(model: Net, opt, saved: list[torch.Tensor]) -> None:
+    """Parameters back to ``saved`` and Adam's state to zero, in place (a graph holds their addresses)."""
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), saved):
+            p.copy_(s)
+        for state in opt.state.values():
+            for v in state.values():
+                v.zero_()
+
+
 def train_seed(
     variant_name: str,
     variant: params.Variant,
@@ -113,33 +189,29 @@ def train_seed(
     device: torch.device,
     precision: str,
     on_epoch=None,
+    cuda_graphs: bool = True,
 ) -> tuple[Net, list[dict]]:
     """Train a fresh model for ``tp.epochs``; returns it and one metrics dict per epoch."""
     seed_everything(seed)
     model = Net(config).to(device, memory_format=torch.channels_last)
-    opt, sched = make_optimizer(model, variant, device)
+    graphed = cuda_graphs and device.type == "cuda"
+    opt, sched = make_optimizer(model, variant, device, capturable=graphed)
     order = torch.Generator().manual_seed(seed)  # shuffling: same order on every device
     n = len(data.x_train)
+    sums = torch.zeros(2, device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
+    step = make_step(model, opt, variant, data, precision, sums)
+    if graphed:
+        step = GraphedStep(step, model, opt)
     history = []
     for epoch in range(tp.epochs):
         start = time.perf_counter()
         model.train()
+        sums.zero_()
         perm = torch.randperm(n, generator=order).to(device)
-        # Running sums on the device: no host sync per batch (it stalls a GPU).
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
         for i in _progress(range(0, n, tp.batch_size), f"{variant_name} seed {seed} epoch {epoch + 1}"):
-            idx = perm[i : i + tp.batch_size]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = model(xb)
-            loss, nll = loss_fn(model, out, yb, variant.l1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += nll.detach() * len(idx)
-            correct += (out.argmax(1) == yb).sum()
-        train_loss = loss_sum.item() / n
+            step(perm[i : i + tp.batch_size])
+        train_loss, correct = sums.tolist()
+        train_loss /= n
         if not math.isfinite(train_loss):
             raise DivergedError(
                 f"variant {variant_name!r}, seed {seed}, epoch {epoch + 1}: the training loss became "
@@ -149,8 +221,8 @@ def train_seed(
         lr = sched.get_last_lr()[0]
         sched.step()
         test_loss, test_acc = evaluate_split(model, data.x_test, data.y_test, precision)
-        row = {"train/loss": train_loss, "train/acc": correct.item() / n,
-               "test/loss": test_loss, "test/acc": test_acc, "lr": lr,
+        row = {"train/loss": train_loss, "train/acc": correct / n,
+               "test/loss": test_loss, "test/acc": test_acc, "lr": float(lr),
                "seconds": time.perf_counter() - start}
         history.append(row)
         if on_epoch:

@@ -41,7 +41,7 @@ class Project:
 
     def commit(self, message: str) -> None:
         self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
+        self.git("commit", "-q", "--allow-empty", "-m", message)
 
 
 def make_project(dest: Path, **data_overrides) -> Project:

@@ -40,3 +40,44 @@ def test_offline_download_fails_cleanly(tmp_path):
     assert "dvc exp run -S data.source=" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "data/cifar10.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """The whole pipeline on tiny synthetic data: 1 epoch, 2 seeds, every variant."""
+    proj = make_project(tmp_path_factory.mktemp("full"))
+    raw = proj.params()
+    raw["train"].update({"epochs": 1, "seeds": [0, 1]})
+    proj.set_params(raw)
+    proj.commit("tiny run")
+    proj.dvc("repro")
+    return proj
+
+
+def test_every_variant_has_metrics_and_plot_data(full_run):
+    variants = list(full_run.params()["variants"])
+    assert len(variants) == 8
+    for name in variants:
+        res = full_run.path / "results" / name
+        metrics = json.loads((res / "metrics.json").read_text())
+        assert metrics["seeds"] == 2 and 0 <= metrics["micro_f1"] <= 1
+        assert {"micro_f1_std", "macro_f1", "macro_f1_std", "test_loss"} <= set(metrics)
+        for seed in (0, 1):
+            assert (full_run.path / "models" / name / f"seed_{seed}.pt").is_file()
+        curve = (res / "live/plots/metrics/test/acc.tsv").read_text().splitlines()
+        assert curve[0] == "step\tacc" and len(curve) == 2  # header + 1 epoch
+        assert (res / "live/plots/metrics/seed_1/train/loss.tsv").is_file()
+        assert (res / "confusion.csv").read_text().startswith("actual,predicted\n")
+    shown = full_run.dvc("metrics", "show", "--json").stdout
+    assert all(f"results/{name}/metrics.json" in shown for name in variants)
+
+
+def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(full_run):
+    assert "Running stage" not in full_run.dvc("repro").stdout
+    raw = full_run.params()
+    raw["variants"]["dropout_conv"]["dropout_conv"] = 0.3
+    full_run.set_params(raw)
+    out = full_run.dvc("repro").stdout
+    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+    assert ran == ["evaluate@dropout_conv", "train@dropout_conv"]
+    assert "variants.dropout_conv.dropout_conv" in full_run.dvc("params", "diff").stdout
