@@ -16,7 +16,6 @@ Models are evaluated in fp32 whatever precision trained them, so metrics compare
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import re
 from pathlib import Path
@@ -27,7 +26,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
 from stages import cifar, params
 from stages.model import load_checkpoint, predict
-from stages.runtime import UserError, atomic_path, configure_torch, pick_device, run_main, write_json
+from stages.runtime import UserError, configure_torch, pick_device, run_main, write_csv, write_json
 
 log = logging.getLogger("cifar10_tricks.evaluate")
 CHECKPOINT = re.compile(r"^seed_(\d+)\.pt$")
@@ -92,14 +91,6 @@ def evaluate_models(checkpoints: dict[int, Path], ds: cifar.Dataset, device: tor
     return metrics, report, first_pred
 
 
-def write_confusion_csv(target: Path, y_true: np.ndarray, y_pred: np.ndarray, classes) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            out = csv.writer(f)
-            out.writerow(["actual", "predicted"])
-            out.writerows((classes[a], classes[p]) for a, p in zip(y_true, y_pred))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
@@ -114,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_torch(device, tp.deterministic)
     ds = cifar.load(args.data)
     metrics, report, first_pred = evaluate_models(seed_checkpoints(args.models), ds, device)
-    write_confusion_csv(args.out / "confusion.csv", ds.y_test, first_pred, ds.classes)
+    classes = ds.classes
+    write_csv(args.out / "confusion.csv", ["actual", "predicted"],
+              ((classes[a], classes[p]) for a, p in zip(ds.y_test, first_pred)))
     write_json(args.out / "report.json", report)
     write_json(args.out / "metrics.json", metrics)  # last: its presence means the rest is there
     log.info("%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds", args.variant,

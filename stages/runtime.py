@@ -16,7 +16,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger("cifar10_tricks")
 
@@ -62,6 +62,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -71,6 +74,17 @@ def write_json(target: str | Path, data) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_csv(target: str | Path, header: list[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV file with ``header``, atomically."""
+    import csv
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(header)
+            out.writerows(rows)
 
 
 def read_json(path: str | Path, stage: str):

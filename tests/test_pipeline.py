@@ -79,5 +79,44 @@ def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(full_run):
     full_run.set_params(raw)
     out = full_run.dvc("repro").stdout
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    assert ran == ["evaluate@dropout_conv", "train@dropout_conv"]
+    assert ran == ["compare", "evaluate@dropout_conv", "train@dropout_conv"]
     assert "variants.dropout_conv.dropout_conv" in full_run.dvc("params", "diff").stdout
+
+
+def test_compare_covers_every_variant(full_run):
+    table = json.loads((full_run.path / "compare/comparison.json").read_text())
+    variants = list(full_run.params()["variants"])
+    assert list(table["variants"]) == variants
+    assert table["variants"]["dropout_both"]["vs_parent"] == "init_weights"
+    assert table["variants"]["norm_inputs"]["vs_parent"] == "baseline"
+    assert (full_run.path / "compare/micro_f1.png").stat().st_size > 10_000
+    md = (full_run.path / "compare/comparison.md").read_text()
+    assert all(f"| {name} |" in md for name in variants)
+    curves = (full_run.path / "compare/curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + len(variants)  # 1 epoch each
+
+
+def test_metrics_diff_between_branches(full_run):
+    full_run.commit("results on main")
+    full_run.git("checkout", "-q", "-b", "more-dropout")
+    raw = full_run.params()
+    raw["variants"]["dropout_dense"]["dropout_dense"] = 0.5
+    full_run.set_params(raw)
+    full_run.dvc("repro")
+    full_run.commit("dropout_dense 0.5")
+    diff = json.loads(full_run.dvc("metrics", "diff", "main", "--json").stdout)
+    changed = {path for path, values in diff.items() if values}
+    assert changed == {"results/dropout_dense/metrics.json"}
+    assert "test_loss" in diff["results/dropout_dense/metrics.json"]
+
+
+def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
+    out = tmp_path / "plots"
+    full_run.dvc("plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "micro_f1.png" in html
+    assert "test accuracy per epoch" in html and "confusion.csv" in html
+    pngs = list(out.rglob("*micro_f1.png"))
+    assert pngs and pngs[0].read_bytes()[:4] == b"\x89PNG"
+    full_run.dvc("plots", "diff", "main", "-o", str(tmp_path / "diff"))
+    assert (tmp_path / "diff" / "index.html").is_file()

@@ -46,3 +46,15 @@ def test_stage_reads_train_split_only(tmp_path, small_archive):
 def test_missing_data_file_names_the_stage(tmp_path):
     with pytest.raises(stats.UserError, match="dvc repro download"):
         stats.main(["--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "s.json")])
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from stages.runtime import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
