@@ -121,7 +121,7 @@ def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
     sums = torch.zeros(2, device=device, dtype=torch.float64)
     step = make_step(model, opt, variant, sliced, precision, sums)
     if graphed:
-        step = GraphedStep(step, model, opt)
+        step = GraphedStep(step, model, opt, sums)
     for _ in range(epochs):
         for i in idx:
             step(i)

@@ -10,6 +10,9 @@ Outputs (in ``--out``, i.e. compare/):
                     Welch's t-test p-value and a verdict (helps / hurts / no detectable
                     effect at alpha).
   comparison.md     the same table for people (Markdown).
+  summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
+                    names unique across metrics files, so `dvc exp show` shows them as
+                    short columns (``--drop '.*' --keep 'micro_f1[.]'``).
   micro_f1.png      the blog's bar chart, with 95% CI error bars and the baseline dashed.
   micro_f1.csv      the same numbers as DVC bar-plot data.
   curves.csv        test accuracy and loss per epoch (mean over seeds), every variant.
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(args.out / "curves.csv", list(curves[0]), [list(r.values()) for r in curves])
     bar_chart(table, args.out / "micro_f1.png")
     write_json(args.out / "comparison.json", table)
+    write_json(args.out / "summary.json",
+               {"micro_f1": {n: r["micro_f1"] for n, r in table["variants"].items()}})
     text = markdown(table)
     with atomic_path(args.out / "comparison.md") as tmp:
         tmp.write_text(text, encoding="utf-8")

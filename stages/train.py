@@ -133,17 +133,17 @@ class GraphedStep:
     At batch 64 this model's kernels take microseconds; launching them one by one from
     Python costs more than running them.  A graph replays the whole step (indexing,
     forward, backward, Adam) in one launch.  Capture needs a few warm-up steps, so the
-    parameters and optimiser state are saved before and restored after: training starts
-    from the same initial model as the eager step would.
+    parameters, Adam's state and the running sums are saved before and restored after:
+    training goes on exactly from where it was, as the eager step would.
     """
 
-    def __init__(self, step, model: Net, opt, n_warmup: int = 3):
-        self.step, self.model, self.opt, self.n_warmup = step, model, opt, n_warmup
+    def __init__(self, step, model: Net, opt, sums: torch.Tensor, n_warmup: int = 3):
+        self.step, self.model, self.opt, self.sums, self.n_warmup = step, model, opt, sums, n_warmup
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     def _capture(self, idx: torch.Tensor):
         static_idx = idx.clone()
-        saved = _snapshot(self.model, self.opt)
+        saved = self._snapshot()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -154,8 +154,26 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.step(static_idx, set_to_none=False)
-        _restore(self.model, self.opt, saved)
+        self._restore(saved)
         return graph, static_idx
+
+    def _snapshot(self):
+        state = {p: {k: v.clone() for k, v in st.items()} for p, st in self.opt.state.items()}
+        return [p.detach().clone() for p in self.model.parameters()], state, self.sums.clone()
+
+    def _restore(self, saved) -> None:
+        """Copy back in place: the graph holds these tensors' addresses."""
+        params, state, sums = saved
+        with torch.no_grad():
+            for p, s in zip(self.model.parameters(), params):
+                p.copy_(s)
+            for p, st in self.opt.state.items():
+                for k, v in st.items():
+                    if p in state:
+                        v.copy_(state[p][k])
+                    else:  # state the warm-up itself created: Adam starts from zero
+                        v.zero_()
+            self.sums.copy_(sums)
 
     def __call__(self, idx: torch.Tensor) -> None:
         if len(idx) not in self.graphs:
@@ -163,20 +181,6 @@ class GraphedStep:
         graph, static_idx = self.graphs[len(idx)]
         static_idx.copy_(idx)
         graph.replay()
-
-
-def _snapshot(model: Net, opt) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in model.parameters()]
-
-
-def _restore(model: Net, opt, saved: list[torch.Tensor]) -> None:
-    """Parameters back to ``saved`` and Adam's state to zero, in place (a graph holds their addresses)."""
-    with torch.no_grad():
-        for p, s in zip(model.parameters(), saved):
-            p.copy_(s)
-        for state in opt.state.values():
-            for v in state.values():
-                v.zero_()
 
 
 def train_seed(
@@ -201,7 +205,7 @@ def train_seed(
     sums = torch.zeros(2, device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
     step = make_step(model, opt, variant, data, precision, sums)
     if graphed:
-        step = GraphedStep(step, model, opt)
+        step = GraphedStep(step, model, opt, sums)
     history = []
     for epoch in range(tp.epochs):
         start = time.perf_counter()

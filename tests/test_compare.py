@@ -79,6 +79,8 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
     assert list(table["variants"]) == names  # a new variant appears with no code change
     assert table["variants"]["norm_inputs"]["verdict_vs_baseline"] == "helps"
     assert (out / "micro_f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == {"micro_f1": {n: pytest.approx(np.mean(v)) for n, v in scores.items()}}
     md = (out / "comparison.md").read_text()
     assert "| norm_inputs | 60.33 ± 0.58 |" in md and "helps" in md
     bars = (out / "micro_f1.csv").read_text().splitlines()

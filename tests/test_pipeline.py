@@ -106,7 +106,9 @@ def test_metrics_diff_between_branches(full_run):
     full_run.commit("dropout_dense 0.5")
     diff = json.loads(full_run.dvc("metrics", "diff", "main", "--json").stdout)
     changed = {path for path, values in diff.items() if values}
-    assert changed == {"results/dropout_dense/metrics.json"}
+    assert changed <= {"results/dropout_dense/metrics.json", "compare/summary.json"}
+    assert "results/dropout_dense/metrics.json" in changed
+    assert set(diff.get("compare/summary.json", {})) <= {"micro_f1.dropout_dense"}
     assert "test_loss" in diff["results/dropout_dense/metrics.json"]
 
 
@@ -120,3 +122,114 @@ def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
     assert pngs and pngs[0].read_bytes()[:4] == b"\x89PNG"
     full_run.dvc("plots", "diff", "main", "-o", str(tmp_path / "diff"))
     assert (tmp_path / "diff" / "index.html").is_file()
+
+
+def test_exp_run_and_readable_exp_show(full_run):
+    before = json.loads((full_run.path / "compare/summary.json").read_text())["micro_f1"]
+    full_run.dvc("exp", "run", "-n", "conv03", "-S", "variants.dropout_conv.dropout_conv=0.3")
+    shown = full_run.dvc("exp", "show", "--csv", "--drop", ".*", "--keep", "micro_f1[.]").stdout.splitlines()
+    header = shown[0].split(",")
+    assert header == [f"micro_f1.{name}" for name in before]  # short names, no path:name wall
+    rows = [dict(zip(header, line.split(","))) for line in shown[1:]]
+    assert len(rows) >= 2  # the workspace/baseline commit and the experiment
+    after = json.loads((full_run.path / "compare/summary.json").read_text())["micro_f1"]
+    unchanged = [n for n in before if n != "dropout_conv"]
+    assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
+
+
+def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Queue one experiment per name -> dropout_dense value, run the queue, wait for it.
+
+    Returns name -> (dropout_dense param, test_loss of results/dropout_dense) per experiment.
+    """
+    import time
+
+    for name, value in values.items():
+        proj.dvc("exp", "run", "--queue", "-n", name, "-S", f"variants.dropout_dense.dropout_dense={value}")
+    proj.dvc("queue", "start", "-j", str(jobs))
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = proj.dvc("queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") >= len(values), status
+    found = {}
+    for commit in json.loads(proj.dvc("exp", "show", "--json").stdout):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                if rev.get("name") in values:
+                    variants = data["params"]["params.yaml"]["data"]["variants"]
+                    metrics = data["metrics"]["results/dropout_dense/metrics.json"]["data"]
+                    found[rev["name"]] = (variants["dropout_dense"]["dropout_dense"], metrics["test_loss"])
+    return found
+
+
+def test_queued_experiments_finish_with_their_own_metrics(full_run):
+    found = _queue_and_wait(full_run, 1, {"dense01": 0.1, "dense04": 0.4})
+    assert found.keys() == {"dense01", "dense04"}, found
+    assert found["dense01"][0] == 0.1 and found["dense04"][0] == 0.4
+    assert found["dense01"][1] != found["dense04"][1]  # each has metrics of its own run
+
+
+def test_two_queued_experiments_in_parallel(full_run):
+    """`dvc queue start -j 2`: two workers at once, separate and correct metrics."""
+    found = _queue_and_wait(full_run, 2, {"par015": 0.15, "par035": 0.35})
+    assert found.keys() == {"par015", "par035"}, found
+    assert found["par015"][0] == 0.15 and found["par035"][0] == 0.35
+    assert found["par015"][1] != found["par035"][1]
+
+
+def test_same_params_give_bitwise_identical_metrics(full_run):
+    """On the CPU, retraining with the same params reproduces the metrics files byte for byte."""
+    files = ["results/baseline/metrics.json", "results/baseline/report.json",
+             "results/baseline/live/plots/metrics/test/acc.tsv"]
+    before = {f: (full_run.path / f).read_bytes() for f in files}
+    full_run.dvc("repro", "-f", "-s", "train@baseline")
+    full_run.dvc("repro", "-f", "-s", "evaluate@baseline")
+    assert {f: (full_run.path / f).read_bytes() for f in files} == before
+
+
+def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
+    """SIGKILL in the middle of training: nothing is recorded as done, and a rerun completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.dvc_project import GIT_ENV
+
+    proj = make_project(tmp_path, n_train=2000)
+    raw = proj.params()
+    raw["train"].update({"epochs": 40, "seeds": [0]})
+    proj.set_params(raw)
+    proj.commit("long run")
+    proj.dvc("repro", "stats")
+    env = {**__import__("os").environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+    dvc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train@baseline"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in dvc.stdout:
+        seen.append(line)
+        if "epoch 2/40" in line:
+            break
+    victims = [p for p in psutil.Process(dvc.pid).children(recursive=True)
+               if "stages.train" in " ".join(p.cmdline())]
+    assert victims, "".join(seen)
+    time.sleep(0.3)  # well inside epoch 3
+    for p in victims:
+        p.send_signal(signal.SIGKILL)
+    rest = dvc.stdout.read()
+    assert dvc.wait(timeout=60) != 0, rest
+    assert not (tmp_path / "models/baseline/seed_0.pt").exists()
+    assert "train@baseline" in proj.dvc("status", "train@baseline").stdout  # not recorded as done
+
+    raw["train"]["epochs"] = 2  # finish quickly this time
+    proj.set_params(raw)
+    proj.dvc("repro", "evaluate@baseline")
+    metrics = json.loads((tmp_path / "results/baseline/metrics.json").read_text())
+    assert metrics["seeds"] == 1
+    assert "up to date" in proj.dvc("status", "evaluate@baseline").stdout

@@ -128,3 +128,50 @@ def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
     assert graphed[-1]["train/loss"] == pytest.approx(eager[-1]["train/loss"], rel=0.15)
     # A graph with stale lr, or restored-wrong parameters, would not move the loss like eager does.
     assert graphed[-1]["train/loss"] < graphed[0]["train/loss"]
+
+
+def test_diverged_run_writes_no_model(tmp_path, small_archive):
+    """A NaN loss stops the stage before anything is saved for that variant."""
+    from stages import train
+
+    ds = cifar.parse_archive(small_archive)
+    cifar.save(ds, tmp_path / "d.npz")
+    (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
+    raw = (params.Path(__file__).parents[1] / "params.yaml").read_text()
+    raw = raw.replace("epochs: 10", "epochs: 2").replace("seeds: [0, 1, 2]", "seeds: [0]")
+    raw = raw.replace("{normalize: false, lr: 0.001,", "{normalize: false, lr: 1.0e+30,", 1)
+    (tmp_path / "params.yaml").write_text(raw)
+    with pytest.raises(DivergedError, match="variant 'baseline', seed 0, epoch 1"):
+        train.main(["--variant", "baseline", "--params", str(tmp_path / "params.yaml"), "--data",
+                    str(tmp_path / "d.npz"), "--stats", str(tmp_path / "stats.json"),
+                    "--models", str(tmp_path / "models"), "--live", str(tmp_path / "live")])
+    assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
+
+
+def test_graph_capture_restores_params_adam_state_and_sums(data):
+    """What GraphedStep saves around its warm-up steps comes back exactly (checked on CPU)."""
+    from stages.train import GraphedStep, make_step
+
+    v = params.Variant()
+    model = Net(model_config(v, STATS, cifar.CLASSES))
+    opt, _ = make_optimizer(model, v, CPU)
+    sums = torch.zeros(2, dtype=torch.float64)
+    step = make_step(model, opt, v, data, "fp32", sums)
+    graphed = GraphedStep(step, model, opt, sums)
+
+    fresh = graphed._snapshot()  # before any step: no Adam state yet
+    step(torch.arange(32))
+    graphed._restore(fresh)
+    torch.testing.assert_close(list(model.parameters()), fresh[0])
+    assert all(v.abs().sum() == 0 for st in opt.state.values() for v in st.values())
+    assert sums.abs().sum() == 0
+
+    step(torch.arange(32))  # mid-training: Adam's moments must survive a second capture
+    mid = graphed._snapshot()
+    step(torch.arange(32, 64))
+    graphed._restore(mid)
+    torch.testing.assert_close(list(model.parameters()), mid[0])
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            torch.testing.assert_close(v, mid[1][p][k])
+    torch.testing.assert_close(sums, mid[2])
