@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
@@ -35,7 +34,8 @@ def tp(**kw) -> params.TrainParams:
                                                   precision="fp32"), **kw)
 
 
-def run(data, variant=params.Variant(), seed=0, **kw):
+def run(data, variant=None, seed=0, **kw):
+    variant = variant or params.Variant()
     cfg = model_config(variant, STATS, cifar.CLASSES)
     return train_seed("v", variant, cfg, data, seed, tp(**kw), CPU, "fp32")
 
