@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats as sps
 
 from stages import params
-from stages.runtime import UserError, atomic_path, read_json, run_main, write_csv, write_json
+from stages.runtime import UserError, atomic_path, read_json, run_main, write_csv, write_json, write_text
 
 log = logging.getLogger("cifar10_tricks.compare")
 
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out / "summary.json",
                {"micro_f1": {n: r["micro_f1"] for n, r in table["variants"].items()}})
     text = markdown(table)
-    with atomic_path(args.out / "comparison.md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(args.out / "comparison.md", text)
     log.info("%s", text)
 
 

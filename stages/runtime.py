@@ -70,10 +70,15 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def write_text(target: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(target: str | Path, data) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_csv(target: str | Path, header: list[str], rows: Iterable[Sequence]) -> None:

@@ -163,9 +163,9 @@ class GraphedStep:
 
     def _restore(self, saved) -> None:
         """Copy back in place: the graph holds these tensors' addresses."""
-        params, state, sums = saved
+        weights, state, sums = saved
         with torch.no_grad():
-            for p, s in zip(self.model.parameters(), params):
+            for p, s in zip(self.model.parameters(), weights):
                 p.copy_(s)
             for p, st in self.opt.state.items():
                 for k, v in st.items():
