@@ -6,3 +6,7 @@ Stage modules (run by ``dvc.yaml`` as ``python -m stages.<name>``): ``download``
 the synthetic generator, the data file), ``model`` (the CNN), ``runtime``
 (device, precision, seeding, atomic writes, error reporting).
 """
+
+import time
+
+STARTED = time.perf_counter()  # when a stage process first imported the package: before torch

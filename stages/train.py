@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stages import cifar, params
+from stages import STARTED, cifar, params
 from stages.model import ModelConfig, Net, predict, save_checkpoint
 from stages.runtime import (
     UserError,
@@ -284,14 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     ds = cifar.load(args.data)
     data = to_device(ds, device)
     config = model_config(variant, stats, ds.classes)
-    log.info("train %s on %s (%s), %d images, seeds %s", args.variant, device, precision,
-             len(ds.y_train), list(tp.seeds))
+    log.info("train %s on %s (%s), %d images, seeds %s; data on the device %.2f s after start",
+             args.variant, device, precision, len(ds.y_train), list(tp.seeds), time.perf_counter() - STARTED)
 
     histories = {}
     for seed in tp.seeds:
         def report(epoch, row, seed=seed):
             log.info("%s seed %d epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% "
-                     "| lr %.2e | %.1f s", args.variant, seed, epoch + 1, tp.epochs, row["train/loss"],
+                     "| lr %.2e | %.2f s", args.variant, seed, epoch + 1, tp.epochs, row["train/loss"],
                      100 * row["train/acc"], row["test/loss"], 100 * row["test/acc"], row["lr"],
                      row["seconds"])
 

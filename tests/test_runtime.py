@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,29 @@ def test_precision_auto_is_fp32_without_native_bf16(monkeypatch):
 def test_missing_upstream_output_names_the_stage(tmp_path):
     with pytest.raises(runtime.UserError, match=r"run `dvc repro stats`"):
         runtime.read_json(tmp_path / "stats.json", "stats")
+
+
+def test_deterministic_mode_is_set_without_importing_the_compiler():
+    # A fresh process: the flag must be on (warn-only), and torch._inductor, a 1.6 s import that
+    # torch.use_deterministic_algorithms makes, must not be loaded by any stage's set-up.
+    code = ("import sys, torch; from stages.runtime import configure_torch; "
+            "configure_torch(torch.device('cpu'), True); "
+            "print(torch.are_deterministic_algorithms_enabled(), "
+            "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
+def test_stage_logs_its_time_and_import_share(tmp_path, small_archive):
+    from stages import cifar
+
+    data = tmp_path / "d.npz"
+    cifar.save(cifar.parse_archive(small_archive), data)
+    proc = subprocess.run([sys.executable, "-m", "stages.stats", "--data", str(data),
+                           "--out", str(tmp_path / "s.json")], cwd=ROOT, capture_output=True, text=True)
+    m = re.search(r"^stats done in ([\d.]+) s \(imports ([\d.]+) s\)$", proc.stderr, re.M)
+    assert proc.returncode == 0 and m, proc.stderr
+    assert 0 < float(m.group(2)) <= float(m.group(1))
+    failed = subprocess.run([sys.executable, "-m", "stages.stats", "--data", str(tmp_path / "none.npz"),
+                             "--out", str(tmp_path / "t.json")], cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode == 2 and "done in" not in failed.stderr  # only success says so
