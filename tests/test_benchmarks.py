@@ -1,0 +1,35 @@
+"""The benchmarks' own logic: the per-stage breakdown is read from real stage output lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_pipeline import breakdown, totals
+
+
+def test_pipeline_breakdown_reads_stage_lines():
+    lines = [
+        (1.0, "Running stage 'train@a':"),
+        (1.1, "> python -m stages.train --variant a ..."),
+        (4.0, "train a on cuda (bf16), 50000 images, seeds [0]; data on the device 3.50 s after start"),
+        (5.0, "a seed 0 epoch 1/2: train loss 1.0000 acc 50.00% | test loss 1.0000 acc 50.00% | lr 1.00e-03 | 0.50 s"),
+        (5.5, "a seed 0 epoch 2/2: train loss 0.9000 acc 60.00% | test loss 0.9000 acc 60.00% | lr 1.00e-03 | 0.25 s"),
+        (6.0, "train done in 5.40 s (imports 3.00 s)"),
+        (6.5, "Running stage 'evaluate@a':"),
+        (9.0, "evaluate done in 2.00 s (imports 1.50 s)"),
+        (9.2, "Updating lock file 'dvc.lock'"),
+    ]
+    rows = breakdown(10.0, lines)
+    assert [r["stage"] for r in rows] == ["train@a", "evaluate@a"]
+    train, evaluate = rows
+    assert train["wall"] == pytest.approx(5.5) and train["process"] == 5.4 and train["imports"] == 3.0
+    assert train["training"] == pytest.approx(0.75) and train["dvc"] == pytest.approx(0.1)
+    assert evaluate["wall"] == pytest.approx(3.5) and evaluate["dvc"] == pytest.approx(1.5)
+    sums = totals(rows, 10.0)
+    assert sums["train"]["stages"] == 1 and sums["compare"]["stages"] == 0
+    assert sums["dvc_before_first_stage"] == pytest.approx(1.0)
+
+
+def test_pipeline_breakdown_leaves_a_silent_stage_unmeasured():
+    rows = breakdown(3.0, [(0.5, "Running stage 'compare':"), (2.0, "error: something")])
+    assert rows[0]["process"] is None and rows[0]["dvc"] is None and rows[0]["wall"] == pytest.approx(2.5)
