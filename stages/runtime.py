@@ -188,13 +188,17 @@ def pick_precision(requested: str, device) -> str:
     return requested
 
 
-def configure_torch(device, deterministic: bool) -> None:
-    """Threads matched to the cores; deterministic kernels when asked (slower on GPU)."""
+def configure_torch(device, deterministic: bool, allocator: bool = True) -> None:
+    """Threads matched to the cores, a CPU allocator that keeps its memory (see
+    :func:`keep_freed_memory`; ``allocator=False`` leaves glibc's default), and
+    deterministic kernels when asked (slower on GPU)."""
     import torch
 
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         torch.set_num_threads(max(1, cores or 1))
+        if allocator:
+            keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not deterministic
         torch.backends.cudnn.allow_tf32 = not deterministic
@@ -219,3 +223,25 @@ def set_deterministic(mode: bool) -> None:
         torch.use_deterministic_algorithms(mode, warn_only=True)
     else:
         set_flag(mode, warn_only=True)
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc handing memory back to the OS after every training step; True if set.
+
+    Each CPU step allocates and frees activations of a few MB.  By default glibc serves
+    such blocks with mmap and trims the heap top when they are freed, so every step
+    page-faults its memory in afresh: a step of batch 64 took 34 ms instead of 21 ms
+    here.  Raising the mmap threshold to 32 MiB (glibc's cap) and the trim threshold to
+    1 GiB keeps freed memory for reuse; peak RSS is unchanged, since it was reached
+    anyway.  A no-op on other C libraries and systems.
+    """
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))

@@ -104,3 +104,15 @@ def test_stage_logs_its_time_and_import_share(tmp_path, small_archive):
     failed = subprocess.run([sys.executable, "-m", "stages.stats", "--data", str(tmp_path / "none.npz"),
                              "--out", str(tmp_path / "t.json")], cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode == 2 and "done in" not in failed.stderr  # only success says so
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_cpu_allocator_keeps_freed_memory_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    code = ("from stages.runtime import keep_freed_memory; import torch; print(keep_freed_memory()); "
+            "x = [torch.ones(1 << 20) for _ in range(8)]; del x; print(float(torch.ones(3).sum()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "3.0"]
