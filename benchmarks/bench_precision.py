@@ -3,9 +3,10 @@
     python -m benchmarks.bench_precision [--variants baseline,dropout_both] [--seeds 0,1,2]
 
 Trains each variant of params.yaml once per seed and precision with the pipeline's own
-trainer (stages.train.train_seed, 10 epochs by default) on a full-size synthetic set (noisier than the default, so it is not too easy), scores
-every final model in fp32 as the evaluate stage does, and reports per variant and precision
-the mean and std of test accuracy over seeds, and the difference bf16 - fp32 in points.
+trainer (stages.train.train_seed, 10 epochs by default) on a full-size synthetic set
+(noisier than the default, so it is not too easy), scores every final model in fp32 as the
+evaluate stage does, and reports per variant and precision the mean and std of test
+accuracy over seeds, and the difference bf16 - fp32 in points.
 The issue's bar: |difference| <= 0.5 points.  Only meaningful where bf16 is native (a CUDA
 GPU, or a CPU with AVX-512-BF16/AMX); elsewhere it is emulated and very slow.
 """
@@ -44,7 +45,6 @@ def main() -> None:
     device = pick_device(args.device)
     configure_torch(device, deterministic=True)
     data_path = Path(args.data or f"bench-out/bench-data-noise{args.noise:g}.npz")
-    data_path.parent.mkdir(parents=True, exist_ok=True)
     ds = _data(data_path, 50000, 10000, args.noise)
     mean, std = channel_stats(ds.x_train)
     data = to_device(ds, device)
@@ -66,16 +66,17 @@ def main() -> None:
     for name in args.variants.split(","):
         row = {}
         for precision in ("fp32", "bf16"):
-            accs = [r["test_acc"] for r in runs if r["variant"] == name and r["precision"] == precision]
+            mine = [r for r in runs if r["variant"] == name and r["precision"] == precision]
+            accs = [r["test_acc"] for r in mine]
             row[precision] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                              "median_seconds": statistics.median(r["seconds"] for r in runs
-                                                                  if r["variant"] == name and r["precision"] == precision)}
+                              "median_seconds": statistics.median(r["seconds"] for r in mine)}
         row["bf16_minus_fp32_points"] = 100 * (row["bf16"]["mean"] - row["fp32"]["mean"])
         row["within_half_a_point"] = abs(row["bf16_minus_fp32_points"]) <= 0.5
         summary[name] = row
     report = {"device": str(device), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-              "torch": torch.__version__, "epochs": args.epochs, "noise": args.noise, "seeds": list(tp.seeds), "summary": summary,
-              "runs": runs}
+              "torch": torch.__version__, "epochs": args.epochs, "noise": args.noise, "seeds": list(tp.seeds),
+              "summary": summary, "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

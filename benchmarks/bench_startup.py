@@ -101,7 +101,6 @@ def main() -> None:
     if not Path(args.data).exists():
         from benchmarks.bench_train import _data
 
-        Path(args.data).parent.mkdir(parents=True, exist_ok=True)
         _data(Path(args.data), 50000, 10000)
     runs: dict[str, list[dict]] = {s: [] for s in STAGES}
     for _ in range(args.repeats):

@@ -180,7 +180,6 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    Path(args.data).parent.mkdir(parents=True, exist_ok=True)
     _data(Path(args.data), args.n_train, args.n_test)  # generated once, outside the timings
     runs = []
     for r in range(args.repeats):
@@ -211,6 +210,7 @@ def main() -> None:
               "repeats": args.repeats, "median": summary, "runs": runs}
     if torch.cuda.is_available():
         report["gpu"] = torch.cuda.get_device_name()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
 
