@@ -3,7 +3,7 @@
     python -m benchmarks.bench_precision [--variants baseline,dropout_both] [--seeds 0,1,2]
 
 Trains each variant of params.yaml once per seed and precision with the pipeline's own
-trainer (stages.train.train_seed, 10 epochs by default) on a full-size synthetic set
+trainer (stages.train.train_seeds, 10 epochs by default) on a full-size synthetic set
 (noisier than the default, so it is not too easy), scores every final model in fp32 as the
 evaluate stage does, and reports per variant and precision the mean and std of test
 accuracy over seeds, and the difference bf16 - fp32 in points.
@@ -40,7 +40,7 @@ def main() -> None:
     from stages.model import predict
     from stages.runtime import configure_torch, pick_device
     from stages.stats import channel_stats
-    from stages.train import model_config, to_device, train_seed
+    from stages.train import model_config, to_device, train_seeds
 
     device = pick_device(args.device)
     configure_torch(device, deterministic=True)
@@ -57,8 +57,8 @@ def main() -> None:
         for seed in tp.seeds:
             for precision in ("fp32", "bf16"):  # alternated, seed by seed
                 start = time.perf_counter()
-                model, _ = train_seed(name, variant, config, data, seed, tp, device, precision)
-                acc = (predict(model, data.x_test, "fp32").argmax(1) == data.y_test).float().mean().item()
+                model, _ = train_seeds(name, variant, config, data, (seed,), tp, device, precision)
+                acc = (predict(model, data.x_test, "fp32")[0].argmax(1) == data.y_test).float().mean().item()
                 runs.append({"variant": name, "seed": seed, "precision": precision, "test_acc": acc,
                              "seconds": time.perf_counter() - start})
                 print(json.dumps(runs[-1]), flush=True)

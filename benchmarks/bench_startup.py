@@ -73,8 +73,8 @@ def child(stage: str, data: Path) -> dict:
         variant = params.Variant()
         opt, _ = make_optimizer(model, variant, device)
         done("optimizer")
-        sums = torch.zeros(2, device=device, dtype=torch.float64)
-        make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device))
+        sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
+        make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device).view(1, 64))
         sums.tolist()
     else:
         predict(model, tensors.x_test[:1000], "fp32").sum().item()

@@ -1,11 +1,13 @@
 """Benchmark: the project's trainer against the loop most users would write, and a bound.
 
     python -m benchmarks.bench_train [--n-train 50000 --n-test 10000 --epochs 2 --repeats 3]
+    python -m benchmarks.bench_train --modes none --seeds 1,3,10          # stacked vs sequential
+    python -m benchmarks.bench_train --modes none --variants init_weights,dropout_conv  # dropout's cost
 
 On synthetic data of CIFAR-10's real size, with the same model, Adam, batch 64 and a test-set
 evaluation after every epoch, it times three ways of training:
 
-  project  the trainer `dvc repro` runs (stages.train.train_seed): uint8 data on the device,
+  project  the trainer `dvc repro` runs (stages.train.train_seeds): uint8 data on the device,
            seeded permutations, channels_last, bf16 autocast where native, CUDA graphs on GPU;
   blog     the blog's way: a torchvision-style dataset of PIL images with ToTensor/Normalize,
            a shuffling DataLoader, fp32, batches moved to the device one by one;
@@ -13,9 +15,16 @@ evaluation after every epoch, it times three ways of training:
            project's precision (and, on CUDA, replayed from the same CUDA graph): no
            shuffling, no evaluation, no bookkeeping.
 
-Each run is a fresh process (so peak RSS is its own), the modes alternate within every
+``--seeds 1,3,10`` adds, for each S, the trainer on S seeds two ways: ``stacked`` (all S in
+one step, ``train.seeds_per_step = S``) and ``sequential`` (one seed after another,
+``seeds_per_step = 1``), both with params.yaml's ``baseline``.  ``--variants a,b`` adds the
+trainer on one seed of each named variant of params.yaml (``init_weights`` vs
+``dropout_conv`` is the cost of conv dropout).
+
+Each run is a fresh process (so peak RSS is its own), the runs alternate within every
 repeat (so machine noise hits all of them), and the report gives medians.  Throughput is
-training images per second of wall time, evaluation included for project and blog.
+training images per second of wall time per model (S models train S x the images),
+evaluation after every epoch included for project and blog.
 """
 
 from __future__ import annotations
@@ -45,15 +54,23 @@ def _data(path: Path, n_train: int, n_test: int, noise: float = 120.0):
     return cifar.load(path)
 
 
-def run_project(ds, epochs: int, device, precision: str, mean, std) -> float:
-    from stages import params
-    from stages.train import model_config, to_device, train_seed
+def run_project(ds, epochs: int, device, precision: str, mean, std, variant=None, seeds: int = 1,
+                per_step: int = 1) -> float:
+    """The trainer on seeds 0..seeds-1 in groups of ``per_step``; the median final test accuracy."""
+    import statistics
 
-    variant = params.Variant(normalize=True)
+    from stages import params
+    from stages.train import model_config, seed_groups, to_device, train_seeds
+
+    variant = variant or params.Variant(normalize=True)
     config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
-    tp = params.TrainParams(epochs=epochs, seeds=(0,))
-    _, history = train_seed("bench", variant, config, to_device(ds, device), 0, tp, device, precision)
-    return history[-1]["test/acc"]
+    tp = params.TrainParams(epochs=epochs, seeds=tuple(range(seeds)))
+    data = to_device(ds, device)
+    accs = []
+    for group in seed_groups(tp.seeds, per_step):
+        _, histories = train_seeds("bench", variant, config, data, group, tp, device, precision)
+        accs += [h[-1]["test/acc"] for h in histories.values()]
+    return statistics.median(accs)
 
 
 def run_blog(ds, epochs: int, device, precision: str, mean, std) -> float:
@@ -91,14 +108,14 @@ def run_blog(ds, epochs: int, device, precision: str, mean, std) -> float:
         for x, y in train:
             x, y = x.to(device), y.to(device)
             opt.zero_grad()
-            loss = F.nll_loss(model(x), y)
+            loss = F.nll_loss(model(x)[0], y)
             loss.backward()
             opt.step()
         model.eval()
         correct = 0
         with torch.no_grad():
             for x, y in test:
-                correct += (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+                correct += (model(x.to(device))[0].argmax(1) == y.to(device)).sum().item()
     return correct / len(ds.y_test)
 
 
@@ -107,7 +124,7 @@ def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
 
     from stages import params
     from stages.model import ModelConfig, Net
-    from stages.train import GraphedStep, Tensors, make_optimizer, make_step, to_device
+    from stages.train import GraphedStep, make_optimizer, make_step, to_device
 
     torch.manual_seed(0)
     data = to_device(ds, device)
@@ -116,11 +133,10 @@ def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
     graphed = device.type == "cuda"
     opt, _ = make_optimizer(model, variant, device, capturable=graphed)
     n = len(data.x_train)
-    # Batches sliced in advance: the step reads contiguous memory, no permutation.
-    idx = [torch.arange(i, min(i + 64, n), device=device) for i in range(0, n, 64)]
-    sliced = Tensors(data.x_train, data.y_train, data.x_test, data.y_test)
-    sums = torch.zeros(2, device=device, dtype=torch.float64)
-    step = make_step(model, opt, variant, sliced, precision, sums)
+    # Batches in order: the step reads contiguous memory, no permutation.
+    idx = [torch.arange(i, min(i + 64, n), device=device).view(1, -1) for i in range(0, n, 64)]
+    sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
+    step = make_step(model, opt, variant, data, precision, sums)
     if graphed:
         step = GraphedStep(step, model, opt, sums)
     for _ in range(epochs):
@@ -146,22 +162,41 @@ def child(args) -> None:
     ds = _data(Path(args.data), args.n_train, args.n_test)
     mean, std = channel_stats(ds.x_train)  # the stats stage's work, not training's
     fn = {"project": run_project, "blog": run_blog, "bound": run_bound}[args.child]
+    kwargs = {}
+    if args.child == "project":
+        from stages import params
+
+        variant = params.load("params.yaml").variants[args.variant] if args.variant else None
+        kwargs = {"variant": variant, "seeds": args.n_seeds, "per_step": args.per_step}
     if device.type == "cuda":  # the CUDA context (seconds) is process start-up, not training
         torch.zeros(1, device=device).sum().item()
     # So is torch._dynamo, which torch.optim imports when the first optimizer is made (3-5 s),
     # whatever the training loop: all three modes would otherwise pay it inside the timing.
     import torch._dynamo  # noqa: F401
     start = time.perf_counter()
-    acc = fn(ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std)
+    acc = fn(ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std, **kwargs)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     print(json.dumps({
-        "mode": args.child, "seconds": seconds, "images_per_s": len(ds.y_train) * args.epochs / seconds,
+        "mode": args.label, "seconds": seconds, "models": args.n_seeds,
+        "images_per_s": len(ds.y_train) * args.epochs * args.n_seeds / seconds,
         "test_acc": acc, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "device": str(device), "precision": precision if args.child != "blog" else "fp32",
         "threads": torch.get_num_threads(),
     }))
+
+
+def plan(args) -> list[dict]:
+    """The runs of one repeat: each a child's mode, variant, seeds and seeds per step."""
+    runs = [{"label": m, "child": m} for m in args.modes.split(",") if m != "none"]
+    for s in (int(x) for x in args.seeds.split(",") if x):
+        runs.append({"label": f"stacked_{s}", "child": "project", "variant": "baseline", "n_seeds": s, "per_step": s})
+        if s > 1:
+            runs.append({"label": f"sequential_{s}", "child": "project", "variant": "baseline", "n_seeds": s,
+                         "per_step": 1})
+    runs += [{"label": f"variant_{v}", "child": "project", "variant": v} for v in args.variants.split(",") if v]
+    return runs
 
 
 def main() -> None:
@@ -170,44 +205,62 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--modes", default=",".join(MODES), help="of project, blog, bound; or none")
+    ap.add_argument("--seeds", default="", help="e.g. 1,3,10: stacked vs sequential for each S")
+    ap.add_argument("--variants", default="", help="e.g. init_weights,dropout_conv (from params.yaml)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--data", default="bench-out/bench-data.npz")
     ap.add_argument("--out", default="bench-out/bench.json")
     ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--label", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--n-seeds", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--per-step", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
 
     _data(Path(args.data), args.n_train, args.n_test)  # generated once, outside the timings
-    runs = []
+    runs, planned = [], plan(args)
     for r in range(args.repeats):
-        for mode in args.modes.split(","):
-            cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", mode, *_pass(args)]
+        for spec in planned:
+            extra = [f"--{k.replace('_', '-')}={v}" for k, v in spec.items()]
+            cmd = [sys.executable, "-m", "benchmarks.bench_train", *extra, *_pass(args)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
-                sys.exit(f"{mode} failed:\n{out.stderr}")
+                sys.exit(f"{spec['label']} failed:\n{out.stderr}")
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"repeat {r + 1} {mode:8s} {runs[-1]['images_per_s']:9.0f} img/s  "
-                  f"acc {runs[-1]['test_acc']}  rss {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
+            print(f"repeat {r + 1} {spec['label']:24s} {runs[-1]['images_per_s']:9.0f} img/s per model  "
+                  f"{runs[-1]['seconds']:7.1f} s  acc {runs[-1]['test_acc']}  rss {runs[-1]['peak_rss_mb']:.0f} MB",
+                  flush=True)
     summary = {}
-    for mode in args.modes.split(","):
-        mine = [x for x in runs if x["mode"] == mode]
-        summary[mode] = {k: statistics.median(x[k] for x in mine) for k in ("images_per_s", "seconds", "peak_rss_mb")}
+    for spec in planned:
+        mine = [x for x in runs if x["mode"] == spec["label"]]
+        summary[spec["label"]] = {k: statistics.median(x[k] for x in mine)
+                                  for k in ("images_per_s", "seconds", "peak_rss_mb")}
         accs = [x["test_acc"] for x in mine if x["test_acc"] is not None]
-        summary[mode]["test_acc"] = statistics.median(accs) if accs else None
-        summary[mode]["precision"] = mine[0]["precision"]
+        summary[spec["label"]].update(test_acc=statistics.median(accs) if accs else None,
+                                      precision=mine[0]["precision"], models=mine[0]["models"])
+    ratios = {}
     if {"project", "blog"} <= summary.keys():
-        summary["project_over_blog"] = summary["project"]["images_per_s"] / summary["blog"]["images_per_s"]
+        ratios["project_over_blog"] = summary["project"]["images_per_s"] / summary["blog"]["images_per_s"]
     if {"project", "bound"} <= summary.keys():
-        summary["project_over_bound"] = summary["project"]["images_per_s"] / summary["bound"]["images_per_s"]
+        ratios["project_over_bound"] = summary["project"]["images_per_s"] / summary["bound"]["images_per_s"]
+    for label in summary:
+        if label.startswith("sequential_"):
+            s = label.split("_")[1]
+            ratios[f"stacked_over_sequential_{s}"] = (summary[f"stacked_{s}"]["images_per_s"]
+                                                      / summary[label]["images_per_s"])
+    variants = [label for label in summary if label.startswith("variant_")]
+    for label in variants[1:]:
+        ratios[f"{label}_epoch_over_{variants[0]}"] = summary[label]["seconds"] / summary[variants[0]]["seconds"]
     import torch
 
-    report = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    report = {"machine": _cpu_name(), "cpu_count": os.cpu_count(),
               "device": runs[0]["device"], "torch": torch.__version__, "python": platform.python_version(),
               "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
-              "repeats": args.repeats, "median": summary, "runs": runs}
+              "repeats": args.repeats, "median": summary, "ratios": ratios, "runs": runs}
     if torch.cuda.is_available():
         report["gpu"] = torch.cuda.get_device_name()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +271,17 @@ def main() -> None:
 def _pass(args) -> list[str]:
     return ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--epochs", str(args.epochs),
             "--device", args.device, "--precision", args.precision, "--data", args.data]
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (lscpu's), to be named beside every figure."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def evaluate_models(checkpoints: dict[int, Path], ds: cifar.Dataset, device: tor
         if len(model.config.classes) and tuple(model.config.classes) != ds.classes:
             raise UserError(f"{path} was trained on classes {model.config.classes}, not this data's "
                             f"{ds.classes}; rerun `dvc repro`.")
-        log_probs = predict(model.to(memory_format=torch.channels_last), x, "fp32")
+        log_probs = predict(model.to(memory_format=torch.channels_last), x, "fp32")[0]
         losses[seed] = torch.nn.functional.nll_loss(log_probs, y).item()
         pred = log_probs.argmax(1).cpu().numpy()
         first_pred = pred if first_pred is None else first_pred

@@ -80,6 +80,12 @@ def _seeds(v: list) -> str | None:
     return None
 
 
+def _per_step(v: int | str) -> str | None:
+    if v == "auto" or (isinstance(v, int) and v >= 1):
+        return None
+    return "auto or an integer >= 1"
+
+
 def _source(v: str) -> str | None:
     return None if v.strip() else "cifar10, synthetic, an http(s) URL or a local path"
 
@@ -114,7 +120,10 @@ class DataParams:
 class TrainParams:
     epochs: int = _knob(int, _at_least(1), default=10)
     batch_size: int = _knob(int, _at_least(1), default=64)
-    seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: (0, 1, 2))
+    seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: tuple(range(10)))
+    # At most this many seeds train together in one step; auto: as memory allows on a GPU,
+    # one on a CPU (where stacking is slower per model).
+    seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
     device: str = _knob(str, _one_of(DEVICES), default="auto")
     precision: str = _knob(str, _one_of(PRECISIONS), default="auto")
     # true: deterministic kernels (bitwise repeatable on one device); false: faster on GPU.

@@ -1,4 +1,5 @@
-"""The CNN: its size, where each knob acts, and checkpoints that rebuild it."""
+"""The CNN: its size, where each knob acts, seeds stacked in one model, CPU dropout masks, and
+checkpoints that rebuild it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 import pytest
 import torch
 
-from stages.model import ModelConfig, Net, load_checkpoint, predict, save_checkpoint
+import numpy as np
+
+from stages.model import MaskStreams, ModelConfig, Net, load_checkpoint, predict, save_checkpoint, stack_images
 from stages.runtime import UserError
 
 
@@ -17,6 +20,7 @@ def images(n=8, seed=0):
 
 def test_parameter_count_is_the_tutorials():
     assert sum(p.numel() for p in Net(ModelConfig()).parameters()) == 122_570
+    assert sum(p.numel() for p in Net(ModelConfig(), (0, 1, 2)).parameters()) == 3 * 122_570
 
 
 def test_all_three_convs_are_used():
@@ -28,8 +32,8 @@ def test_all_three_convs_are_used():
 
 def test_output_is_log_softmax():
     out = Net(ModelConfig())(images())
-    assert out.shape == (8, 10)
-    torch.testing.assert_close(out.exp().sum(1), torch.ones(8))
+    assert out.shape == (1, 8, 10)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(1, 8))
 
 
 def test_normalisation_is_applied():
@@ -43,20 +47,20 @@ def test_normalisation_is_applied():
     torch.testing.assert_close(x.float() * plain.scale + plain.shift, x.float() / 255)
 
 
-def _dropout_calls(cfg, train=True):
-    """(module, input shape, fraction of non-zero inputs it zeroed) for each dropout call."""
-    model = Net(cfg).train(train)
+def _dropout_calls(cfg, train=True, seeds=(0,)):
+    """(site, input shape, fraction of non-zero inputs it zeroed) for each dropout call."""
+    model = Net(cfg, seeds).train(train)
     calls = []
+    inner = model._dropout
 
-    def hook(name):
-        def record(module, args, out):
-            alive = args[0] != 0
-            calls.append((name, tuple(args[0].shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item()))
-        return record
+    def record(x, p):
+        out = inner(x, p)
+        alive = x != 0
+        site = "conv" if x.dim() == 4 else "dense"
+        calls.append((site, tuple(x.shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item()))
+        return out
 
-    model.drop_conv.register_forward_hook(hook("conv"))
-    model.drop_dense.register_forward_hook(hook("dense"))
-    torch.manual_seed(0)
+    model._dropout = record
     model(images(64))
     return calls
 
@@ -64,7 +68,7 @@ def _dropout_calls(cfg, train=True):
 def test_dropout_sits_after_each_conv_and_after_fc1():
     calls = _dropout_calls(ModelConfig(dropout_conv=0.3, dropout_dense=0.6))
     assert [(n, s) for n, s, _ in calls] == [
-        ("conv", (32, 30, 30)), ("conv", (64, 13, 13)), ("conv", (64, 4, 4)), ("dense", (64,))]
+        ("conv", (32, 30, 30)), ("conv", (64, 13, 13)), ("conv", (64, 4, 4)), ("dense", (64, 64))]
     for name, _, zeroed in calls:
         assert zeroed == pytest.approx(0.3 if name == "conv" else 0.6, abs=0.05)
 
@@ -85,6 +89,53 @@ def test_dropout_inactive_in_eval_mode():
     torch.testing.assert_close(model(x), model(x))
 
 
+def test_cpu_masks_are_exact_bernoulli_scaled_by_one_over_keep():
+    """Values 0 and 1/(1-p) only; the kept share is 1-p within sampling error (2.6 M draws)."""
+    for p in (0.2, 0.5, 0.9):
+        x = torch.ones(64, 32, 30, 30).contiguous(memory_format=torch.channels_last)
+        m = MaskStreams((0,)).mask(x, p)
+        assert m.shape == x.shape
+        assert torch.unique(m).tolist() == pytest.approx([0.0, 1 / (1 - p)])
+        kept = (m > 0).double().mean().item()
+        sd = math.sqrt(p * (1 - p) / m.numel())
+        assert abs(kept - (1 - p)) < 5 * sd, (p, kept)
+
+
+def test_cpu_masks_differ_between_seeds_and_follow_their_seed():
+    """A stack's seed blocks get different masks; a seed's masks are its own in any stack, and
+    the same again for the same seed (deterministic)."""
+    x = torch.ones(16, 3 * 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    stack = MaskStreams((0, 1, 2)).mask(x, 0.5).chunk(3, dim=1)
+    assert not torch.equal(stack[0], stack[1]) and not torch.equal(stack[1], stack[2])
+    alone = MaskStreams((1,)).mask(x[:, :32], 0.5)
+    assert torch.equal(alone, stack[1])
+    assert torch.equal(MaskStreams((1,)).mask(x[:, :32], 0.5), alone)
+    dense = MaskStreams((0, 1)).mask(torch.ones(2, 16, 64), 0.5)
+    assert not torch.equal(dense[0], dense[1])
+    assert torch.equal(MaskStreams((1,)).mask(torch.ones(1, 16, 64), 0.5)[0], dense[1])
+
+
+def test_a_stack_is_its_seeds_side_by_side():
+    """Seed s of a stack: the same initial weights and outputs as a model of seed s alone."""
+    cfg = ModelConfig(normalize=True, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), init="kaiming_uniform")
+    stack = Net(cfg, (4, 7, 9))
+    alone = Net(cfg, (7,))
+    for name, p in alone.state_dict().items():
+        assert torch.equal(stack.single(1).state_dict()[name], p), name
+    x = images(32)
+    torch.testing.assert_close(predict(stack, x)[1], predict(alone, x)[0], rtol=1e-5, atol=1e-5)
+    per_seed = torch.stack([images(8, seed) for seed in (1, 2, 3)])  # each seed its own batch
+    out = stack(stack_images(per_seed))
+    for s in range(3):
+        torch.testing.assert_close(out[s], stack.single(s)(per_seed[s])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_stacking_one_seed_is_a_view():
+    x = images(8).contiguous(memory_format=torch.channels_last)
+    stacked = stack_images(x.unsqueeze(0))
+    assert stacked.data_ptr() == x.data_ptr() and torch.equal(stacked, x)
+
+
 def test_kaiming_uniform_bound():
     torch.manual_seed(0)
     model = Net(ModelConfig(init="kaiming_uniform"))
@@ -99,13 +150,15 @@ def test_kaiming_uniform_bound():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = Net(ModelConfig(normalize=True, mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1), dropout_conv=0.2,
-                            classes=("a",) * 10))
-    save_checkpoint(model, tmp_path / "m.pt", seed=3)
+    stack = Net(ModelConfig(normalize=True, mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1), dropout_conv=0.2,
+                            classes=("a",) * 10), (2, 3))
+    save_checkpoint(stack.single(1), tmp_path / "m.pt")
     back, payload = load_checkpoint(tmp_path / "m.pt")
-    assert back.config == model.config and payload["seed"] == 3
+    assert back.config == stack.config and payload["seed"] == 3 and back.seeds == (3,)
     x = images()
-    torch.testing.assert_close(predict(back, x), predict(model, x))
+    torch.testing.assert_close(predict(back, x)[0], predict(stack, x)[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one seed at a time"):
+        save_checkpoint(stack, tmp_path / "both.pt")
 
 
 def test_torn_checkpoint_is_a_clear_error(tmp_path):

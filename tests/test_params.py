@@ -22,7 +22,7 @@ def test_project_params_load(raw):
     p = params.load(ROOT / "params.yaml")
     assert list(p.variants) == ["baseline", "norm_inputs", "lr_schedule", "weight_decay",
                                 "init_weights", "dropout_dense", "dropout_conv", "dropout_both"]
-    assert p.train.seeds == (0, 1, 2) and p.train.epochs == 10 and p.train.batch_size == 64
+    assert p.train.seeds == tuple(range(10)) and p.train.seeds_per_step == "auto" and p.train.epochs == 10 and p.train.batch_size == 64
     assert p.data.source == "cifar10" and p.data.md5 is None
     assert p.variants["lr_schedule"].lr_decay == 0.8
     assert p.variants["dropout_both"].dropout_conv == p.variants["dropout_both"].dropout_dense == 0.2
@@ -82,6 +82,8 @@ _DELETE = object()
     (("train", "seeds"), [], r"train.seeds = \[\] .*non-empty"),
     (("train", "seeds"), [1, 1], r"seed is listed twice"),
     (("train", "seeds"), 3, r"train.seeds = 3 is not a list"),
+    (("train", "seeds_per_step"), 0, r"train.seeds_per_step = 0 is not allowed; it must be auto or an integer >= 1"),
+    (("train", "seeds_per_step"), "all", r"train.seeds_per_step = 'all' .* auto or an integer >= 1"),
     (("train", "device"), "tpu", r"train.device = 'tpu' .*auto, cpu, cuda, mps"),
     (("train", "precision"), "fp16", r"train.precision = 'fp16' .*auto, fp32, bf16"),
     (("data", "md5"), "xyz", r"data.md5 = 'xyz' .*32 lower-case hex"),

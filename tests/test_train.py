@@ -1,4 +1,5 @@
-"""The trainer: each knob does what it says, seeds make runs repeatable, divergence stops."""
+"""The trainer: each knob does what it says, seeds make runs repeatable and independent when
+trained together, divergence stops."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from stages.train import (
     make_optimizer,
     mean_history,
     model_config,
+    seed_groups,
+    seeds_per_step,
     to_device,
-    train_seed,
+    train_seeds,
 )
 
 CPU = torch.device("cpu")
@@ -35,9 +38,15 @@ def tp(**kw) -> params.TrainParams:
 
 
 def run(data, variant=None, seed=0, **kw):
+    """One seed trained alone: (its one-seed model, its history)."""
+    model, histories = run_stack(data, variant, (seed,), **kw)
+    return model, histories[seed]
+
+
+def run_stack(data, variant=None, seeds=(0,), **kw):
     variant = variant or params.Variant()
     cfg = model_config(variant, STATS, cifar.CLASSES)
-    return train_seed("v", variant, cfg, data, seed, tp(**kw), CPU, "fp32")
+    return train_seeds("v", variant, cfg, data, seeds, tp(**kw), CPU, "fp32")
 
 
 def test_data_on_device_is_channels_last_uint8(data):
@@ -61,13 +70,78 @@ def test_lr_after_k_epochs_is_lr_times_gamma_to_the_k(data):
 
 def test_l1_term_is_in_the_loss():
     model = Net(model_config(params.Variant(), STATS, cifar.CLASSES))
-    log_probs = torch.log_softmax(torch.randn(4, 10), 1)
-    y = torch.tensor([0, 1, 2, 3])
+    log_probs = torch.log_softmax(torch.randn(1, 4, 10), -1)
+    y = torch.tensor([[0, 1, 2, 3]])
     loss, nll = loss_fn(model, log_probs, y, l1=0.01)
     l1 = sum(w.abs().sum() for w in model.weights())
-    torch.testing.assert_close(loss, nll + 0.01 * l1)
+    torch.testing.assert_close(loss, nll.sum() + 0.01 * l1)
     plain, _ = loss_fn(model, log_probs, y, l1=0.0)
-    torch.testing.assert_close(plain, nll)
+    torch.testing.assert_close(plain, nll.sum())
+    torch.testing.assert_close(nll, torch.nn.functional.nll_loss(log_probs[0], y[0]).view(1))
+
+
+def test_loss_sums_the_seeds_so_each_gradient_is_its_own():
+    """d(loss)/d(seed s's weights) is seed s's own gradient: other seeds' losses do not reach it."""
+    v = params.Variant(l1=1e-3)
+    stack = Net(model_config(v, STATS, cifar.CLASSES), (0, 1, 2))
+    x = torch.randint(0, 256, (3, 8, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (3, 8))
+    from stages.model import stack_images
+
+    loss, nll = loss_fn(stack, stack(stack_images(x)), y, v.l1)
+    loss.backward()
+    alone = stack.single(1)
+    one_loss, _ = loss_fn(alone, alone(stack_images(x[1:2])), y[1:2], v.l1)
+    one_loss.backward()
+    for name, p in stack.named_parameters():
+        torch.testing.assert_close(p.grad.chunk(3)[1], dict(alone.named_parameters())[name].grad,
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_seed_in_a_stack_of_three_trains_as_it_does_alone(data):
+    """No dropout: the first 20 steps of seed 1 trained beside seeds 0 and 2 are the 20 steps
+    it takes alone (CPU, fp32), so stacking changes nothing but speed."""
+    v = params.Variant(normalize=True, lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5,
+                       init="kaiming_uniform")
+    n_steps = 20
+    sub = dataclasses.replace(data, x_train=data.x_train[: n_steps * 8], y_train=data.y_train[: n_steps * 8])
+    alone, h_alone = run(sub, v, seed=1, epochs=1, batch_size=8)
+    stack, h_stack = run_stack(sub, v, (0, 1, 2), epochs=1, batch_size=8)
+    one = stack.single(1)
+    # atol: a weight whose gradient is ~0 has Adam divide last-bit differences between the
+    # grouped and the plain convolution kernels by a tiny sqrt(v); 1e-5 is 0.5% of one step.
+    for name, p in alone.state_dict().items():
+        torch.testing.assert_close(one.state_dict()[name], p, rtol=1e-4, atol=1e-5)
+    assert h_stack[1][0]["train/loss"] == pytest.approx(h_alone[0]["train/loss"], rel=1e-4)
+    assert h_stack[1][0]["test/acc"] == pytest.approx(h_alone[0]["test/acc"], abs=1 / len(data.y_test))
+    # ... and the stack really holds three different models.
+    assert not torch.allclose(stack.single(0).fc2.weight, one.fc2.weight)
+
+
+def test_dropout_seed_in_a_stack_trains_as_alone_on_the_cpu(data):
+    """On the CPU a seed's dropout masks come from its own streams, so even with dropout a
+    stack changes nothing for a seed (on CUDA the masks are torch's and differ)."""
+    v = params.Variant(dropout_conv=0.2, dropout_dense=0.3)
+    alone, _ = run(data, v, seed=2, epochs=1)
+    stack, _ = run_stack(data, v, (5, 2), epochs=1)
+    for name, p in alone.state_dict().items():
+        torch.testing.assert_close(stack.single(1).state_dict()[name], p, rtol=1e-4, atol=1e-5)
+
+
+def test_seed_groups_and_seeds_per_step():
+    assert seed_groups(tuple(range(10)), 4) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert seed_groups((3, 1), 10) == [(3, 1)]
+    assert seeds_per_step("auto", 10, CPU, "fp32") == 1  # stacking does not pay on a CPU
+    assert seeds_per_step(4, 10, CPU, "fp32") == 4
+    assert seeds_per_step(32, 10, CPU, "fp32") == 10
+
+
+def test_grouped_training_gives_each_seed_the_same_model(data):
+    """seeds_per_step only changes speed: seed 1 of a run in groups of 2 equals seed 1 trained alone."""
+    v = params.Variant(lr_decay=0.8)
+    alone, _ = run(data, v, seed=1, epochs=1)
+    stack, _ = run_stack(data, v, (0, 1), epochs=1)
+    torch.testing.assert_close(stack.single(1).conv1.weight, alone.conv1.weight, rtol=1e-4, atol=1e-6)
 
 
 def test_same_seed_same_model_other_seed_differs(data):
@@ -85,6 +159,9 @@ def test_each_variant_trains_a_fresh_model(data):
     first, _ = run(data, epochs=1)
     second, _ = run(data, epochs=1)
     assert torch.equal(first.conv1.weight, second.conv1.weight)
+    stack_a, _ = run_stack(data, params.Variant(dropout_conv=0.2), (0, 1), epochs=1)
+    stack_b, _ = run_stack(data, params.Variant(dropout_conv=0.2), (0, 1), epochs=1)
+    assert all(torch.equal(x, y) for x, y in zip(stack_a.state_dict().values(), stack_b.state_dict().values()))
 
 
 def test_training_learns_the_synthetic_data(tmp_path):
@@ -98,6 +175,8 @@ def test_divergence_stops_with_variant_seed_epoch(data):
     v = params.Variant(lr=1e30)
     with pytest.raises(DivergedError, match=r"variant 'v', seed 0, epoch 1: the training loss became nan"):
         run(data, v, epochs=2)
+    with pytest.raises(DivergedError, match=r"variant 'v', seed 4, epoch 1"):
+        run_stack(data, v, (4, 5), epochs=2)
 
 
 def test_normalisation_uses_the_stats(data):
@@ -119,12 +198,15 @@ def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
     data = to_device(cifar.parse_archive(small_archive), cuda)
     v = params.Variant(lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, dropout_conv=0.2, normalize=True)
     cfg = model_config(v, STATS, cifar.CLASSES)
-    runs = {g: train_seed("v", v, cfg, data, 0, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=g)
+    seeds = (0, 1, 2)  # the stacked step, as the pipeline runs it on a GPU
+    runs = {g: train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=g)
             for g in (True, False)}
-    again = train_seed("v", v, cfg, data, 0, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=True)
-    graphed, eager = runs[True][1], runs[False][1]
+    again = train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=True)
+    graphed, eager = runs[True][1][1], runs[False][1][1]
+    assert [r["test/acc"] for r in runs[True][1][0]] != [r["test/acc"] for r in graphed]  # seeds differ
+    assert [r["test/acc"] for r in runs[True][1][2]] == [r["test/acc"] for r in again[1][2]]
     assert [r["lr"] for r in graphed] == pytest.approx([2e-3, 1.6e-3, 1.28e-3])
-    assert [r["test/acc"] for r in graphed] == [r["test/acc"] for r in again[1]]
+    assert [r["test/acc"] for r in graphed] == [r["test/acc"] for r in again[1][1]]
     assert graphed[-1]["train/loss"] == pytest.approx(eager[-1]["train/loss"], rel=0.15)
     # A graph with stale lr, or restored-wrong parameters, would not move the loss like eager does.
     assert graphed[-1]["train/loss"] < graphed[0]["train/loss"]
@@ -138,7 +220,7 @@ def test_diverged_run_writes_no_model(tmp_path, small_archive):
     cifar.save(ds, tmp_path / "d.npz")
     (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
     raw = (params.Path(__file__).parents[1] / "params.yaml").read_text()
-    raw = raw.replace("epochs: 10", "epochs: 2").replace("seeds: [0, 1, 2]", "seeds: [0]")
+    raw = raw.replace("epochs: 10", "epochs: 2").replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]", "seeds: [0]")
     raw = raw.replace("{normalize: false, lr: 0.001,", "{normalize: false, lr: 1.0e+30,", 1)
     (tmp_path / "params.yaml").write_text(raw)
     with pytest.raises(DivergedError, match="variant 'baseline', seed 0, epoch 1"):
@@ -155,20 +237,20 @@ def test_graph_capture_restores_params_adam_state_and_sums(data):
     v = params.Variant()
     model = Net(model_config(v, STATS, cifar.CLASSES))
     opt, _ = make_optimizer(model, v, CPU)
-    sums = torch.zeros(2, dtype=torch.float64)
+    sums = torch.zeros(1, 2, dtype=torch.float64)
     step = make_step(model, opt, v, data, "fp32", sums)
     graphed = GraphedStep(step, model, opt, sums)
 
     fresh = graphed._snapshot()  # before any step: no Adam state yet
-    step(torch.arange(32))
+    step(torch.arange(32).view(1, 32))
     graphed._restore(fresh)
     torch.testing.assert_close(list(model.parameters()), fresh[0])
     assert all(v.abs().sum() == 0 for st in opt.state.values() for v in st.values())
     assert sums.abs().sum() == 0
 
-    step(torch.arange(32))  # mid-training: Adam's moments must survive a second capture
+    step(torch.arange(32).view(1, 32))  # mid-training: Adam's moments must survive a second capture
     mid = graphed._snapshot()
-    step(torch.arange(32, 64))
+    step(torch.arange(32, 64).view(1, 32))
     graphed._restore(mid)
     torch.testing.assert_close(list(model.parameters()), mid[0])
     for p, st in opt.state.items():
