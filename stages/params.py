@@ -27,6 +27,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
 TESTS = ("welch",)
+CORRECTIONS = ("holm", "none")
 
 
 class ParamsError(UserError):
@@ -149,6 +150,8 @@ class CompareParams:
     baseline: str = _knob(str, default="baseline")
     alpha: float = _knob(float, _open_unit, default=0.05)
     test: str = _knob(str, _one_of(TESTS), default="welch")
+    # Family-wise correction of the table's p-values before the verdicts: holm | none.
+    correction: str = _knob(str, _one_of(CORRECTIONS), default="holm")
     # Which rung each variant is compared with besides the baseline; a variant not
     # named here is compared with the one listed before it in `variants`.
     parents: dict = _knob(dict, default_factory=dict)
