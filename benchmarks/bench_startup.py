@@ -71,7 +71,7 @@ def child(stage: str, data: Path) -> dict:
     model = Net(ModelConfig(n_classes=len(ds.classes))).to(device, memory_format=torch.channels_last)
     if stage == "train":
         variant = params.Variant()
-        opt, _ = make_optimizer(model, variant, device)
+        opt = make_optimizer(model, variant, device)
         done("optimizer")
         sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
         make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device).view(1, 64))

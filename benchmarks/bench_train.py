@@ -131,7 +131,7 @@ def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
     model = Net(ModelConfig(n_classes=len(ds.classes))).to(device, memory_format=torch.channels_last)
     variant = params.Variant()
     graphed = device.type == "cuda"
-    opt, _ = make_optimizer(model, variant, device, capturable=graphed)
+    opt = make_optimizer(model, variant, device, capturable=graphed)
     n = len(data.x_train)
     # Batches in order: the step reads contiguous memory, no permutation.
     idx = [torch.arange(i, min(i + 64, n), device=device).view(1, -1) for i in range(0, n, 64)]

@@ -1,7 +1,7 @@
-"""Stage `evaluate@<variant>`: score each seed's model on the 10,000 test images.
+"""Stage `evaluate@<variant>`: score each seed's predictions on the 10,000 test images.
 
-Inputs:  the data file (`download`), the variant's models folder (`train@<variant>`).
-Params:  ``train.device``.
+Input:   ``--predictions`` (results/<variant>/predictions.npz, from `train@<variant>`): every
+         seed's fp32 prediction and NLL of each test image, the true labels and class names.
 Outputs (in ``--out``, i.e. results/<variant>/):
   metrics.json    micro-F1 (= accuracy), macro-F1 and test loss: mean and sample std over
                   seeds; the file `dvc metrics show/diff` reads.
@@ -10,36 +10,42 @@ Outputs (in ``--out``, i.e. results/<variant>/):
   confusion.csv   actual,predicted class of every test image for the first seed: DVC
                   confusion-plot data.
 
-Models are evaluated in fp32 whatever precision trained them, so metrics compare alike.
+The train stage predicts the test set after every epoch anyway, so it writes its final
+predictions (in fp32, whatever precision trained the models, so metrics compare alike) and
+this stage scores them with NumPy and scikit-learn alone: no torch import, no device, no
+model to load.  The models themselves stay in models/<variant>/ for anyone to reuse.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from stages import cifar, params
-from stages.model import load_checkpoint, predict
-from stages.runtime import UserError, configure_torch, pick_device, run_main, write_csv, write_json
+from stages.runtime import UserError, require, run_main, write_csv, write_json
 
 log = logging.getLogger("cifar10_tricks.evaluate")
-CHECKPOINT = re.compile(r"^seed_(\d+)\.pt$")
+PREDICTIONS = ("seeds", "y_true", "pred", "nll", "classes")
 
 
-def seed_checkpoints(models: Path) -> dict[int, Path]:
-    """seed -> checkpoint path, for every seed_<s>.pt in ``models``."""
-    if not models.is_dir():
-        raise UserError(f"{models} does not exist; it is made by the train stage: run `dvc repro`.")
-    found = {int(m.group(1)): p for p in models.iterdir() if (m := CHECKPOINT.match(p.name))}
-    if not found:
-        raise UserError(f"{models} holds no seed_<s>.pt models; rerun its train stage (`dvc repro -f`).")
-    return dict(sorted(found.items()))
+def load_predictions(path: Path, variant: str) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file written by the train stage, checked for shape."""
+    require(path, f"train@{variant}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            p = {k: z[k] for k in PREDICTIONS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
+                        f"rerun its train stage with `dvc repro -f train@{variant}`.") from None
+    n_seeds, n = len(p["seeds"]), len(p["y_true"])
+    if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
+        raise UserError(f"{path}: predictions of shape {p['pred'].shape} do not match {n_seeds} seeds x {n} "
+                        f"test images; rerun `dvc repro -f train@{variant}`.")
+    return p
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -61,53 +67,39 @@ def summarise(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def evaluate_models(checkpoints: dict[int, Path], ds: cifar.Dataset, device: torch.device):
-    """(metrics, report, first seed's predictions) for every seed's model."""
-    x = torch.from_numpy(ds.x_test).permute(0, 3, 1, 2).to(device)
-    y = torch.from_numpy(ds.y_test.astype(np.int64)).to(device)
-    per_seed, losses, first_pred = {}, {}, None
-    for seed, path in checkpoints.items():
-        model, _ = load_checkpoint(path, device)
-        if len(model.config.classes) and tuple(model.config.classes) != ds.classes:
-            raise UserError(f"{path} was trained on classes {model.config.classes}, not this data's "
-                            f"{ds.classes}; rerun `dvc repro`.")
-        log_probs = predict(model.to(memory_format=torch.channels_last), x, "fp32")[0]
-        losses[seed] = torch.nn.functional.nll_loss(log_probs, y).item()
-        pred = log_probs.argmax(1).cpu().numpy()
-        first_pred = pred if first_pred is None else first_pred
-        per_seed[seed] = score(ds.y_test, pred, ds.classes)
-        per_seed[seed]["test_loss"] = losses[seed]
+def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """(metrics, report) over every seed's predictions."""
+    classes = tuple(p["classes"].tolist())
+    per_seed = {}
+    for seed, pred, nll in zip(p["seeds"].tolist(), p["pred"], p["nll"]):
+        per_seed[seed] = score(p["y_true"], pred, classes)
+        per_seed[seed]["test_loss"] = float(nll.astype(np.float64).mean())
     metrics = {}
     for key in ("micro_f1", "macro_f1", "test_loss"):
         mean, std = summarise([s[key] for s in per_seed.values()])
         metrics[key], metrics[f"{key}_std"] = mean, std
     metrics["seeds"] = len(per_seed)
     report = {
-        "classes": list(ds.classes),
+        "classes": list(classes),
         "seeds": list(per_seed),
         "per_seed": {str(s): v for s, v in per_seed.items()},
         "confusion_sum": np.sum([s["confusion"] for s in per_seed.values()], axis=0).tolist(),
     }
-    return metrics, report, first_pred
+    return metrics, report
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="results folder of this variant")
     args = parser.parse_args(argv)
 
-    tp = params.load(args.params).train
-    device = pick_device(tp.device)
-    configure_torch(device, tp.deterministic)
-    ds = cifar.load(args.data)
-    metrics, report, first_pred = evaluate_models(seed_checkpoints(args.models), ds, device)
-    classes = ds.classes
+    p = load_predictions(args.predictions, args.variant)
+    metrics, report = evaluate_predictions(p)
+    classes = report["classes"]
     write_csv(args.out / "confusion.csv", ["actual", "predicted"],
-              ((classes[a], classes[p]) for a, p in zip(ds.y_test, first_pred)))
+              ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])))
     write_json(args.out / "report.json", report)
     write_json(args.out / "metrics.json", metrics)  # last: its presence means the rest is there
     log.info("%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds", args.variant,

@@ -3,9 +3,11 @@
 Inputs:  the data file (`download`), the train-set stats (`stats`).
 Params:  ``train`` (epochs, batch_size, seeds, device, precision, deterministic) and
          ``variants.<variant>`` (the knobs of this rung of the ladder).
-Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model) and
-         a DVCLive folder with per-epoch train/test loss and accuracy, per seed
-         (``seed_<s>/...``) and averaged over seeds (``train/...``, ``test/...``).
+Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model);
+         ``<predictions>``: every seed's fp32 prediction and NLL for each test image (what
+         `evaluate` scores, with no torch); a DVCLive folder with per-epoch train/test loss
+         and accuracy, per seed (``seed_<s>/...``) and averaged over seeds (``train/...``,
+         ``test/...``).
 
 The data set lives on the device as uint8 tensors; batches are slices of a seeded
 random permutation, so no DataLoader or per-image transform sits in the hot loop.
@@ -86,18 +88,61 @@ def model_config(variant: params.Variant, stats: dict, classes: tuple[str, ...])
     )
 
 
-def make_optimizer(model: Net, variant: params.Variant, device: torch.device, capturable: bool = False):
-    """Adam with L2 through its weight_decay, and an lr decaying by lr_decay per epoch.
+class Adam:
+    """torch's Adam, run through its functional form, with an lr that decays per epoch.
 
-    ``capturable``: for CUDA graphs, the lr lives in a device tensor that the scheduler
-    updates in place, so a replayed step sees each epoch's lr.
+    ``torch.optim.Adam`` (any ``torch.optim.Optimizer``) imports ``torch._dynamo`` when it is
+    made and on every step, zero_grad and state_dict: 1.5 s per train stage on a 2-core CPU,
+    4.6 s on an H100, though nothing here compiles.  No setting avoids that.  The update
+    itself is ``torch.optim.adam.adam``, the functional API ``torch.optim.Adam.step`` calls
+    (the same foreach, fused and capturable kernels); this class only keeps its state
+    (step count, first and second moments, as torch.optim.Adam lays them out) and does
+    ExponentialLR's decay, ``lr <- lr * gamma`` once per epoch.
+
+    ``capturable``: for CUDA graphs, the lr and step counts live in device tensors updated
+    in place, so a replayed step sees each epoch's lr.
     """
-    lr = torch.tensor(variant.lr, device=device) if capturable else variant.lr
-    opt = torch.optim.Adam(
-        model.parameters(), lr=lr, weight_decay=variant.weight_decay,
-        foreach=device.type == "cpu", fused=device.type == "cuda", capturable=capturable,
-    )
-    return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=variant.lr_decay)
+
+    def __init__(self, params, lr: float, gamma: float, weight_decay: float, device: torch.device,
+                 capturable: bool = False):
+        self.params = list(params)
+        self.lr, self.gamma, self.weight_decay, self.capturable = lr, gamma, weight_decay, capturable
+        self.foreach, self.fused = device.type == "cpu", device.type == "cuda"
+        self.lr_tensor = torch.tensor(lr, device=device) if capturable else None
+        on_device = capturable or self.fused
+        self.state = {p: {"step": torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu"),
+                          "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                          "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+                      for p in self.params}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from torch.optim.adam import adam
+
+        params = [p for p in self.params if p.grad is not None]
+        state = [self.state[p] for p in params]
+        adam(params, [p.grad for p in params], [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
+             [], [s["step"] for s in state], foreach=self.foreach, fused=self.fused, capturable=self.capturable,
+             amsgrad=False, beta1=0.9, beta2=0.999, eps=1e-8, maximize=False,
+             lr=self.lr_tensor if self.capturable else self.lr, weight_decay=self.weight_decay)
+
+    def decay(self) -> None:
+        """End of an epoch: lr <- lr * gamma (torch's ExponentialLR)."""
+        self.lr *= self.gamma
+        if self.lr_tensor is not None:
+            self.lr_tensor.fill_(self.lr)
+
+
+def make_optimizer(model: Net, variant: params.Variant, device: torch.device, capturable: bool = False) -> Adam:
+    """Adam with L2 through its weight_decay, and an lr decaying by lr_decay per epoch."""
+    return Adam(model.parameters(), variant.lr, variant.lr_decay, variant.weight_decay, device, capturable)
 
 
 def loss_fn(model: Net, log_probs: torch.Tensor, y: torch.Tensor, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,13 +160,12 @@ def loss_fn(model: Net, log_probs: torch.Tensor, y: torch.Tensor, l1: float) -> 
     return loss + l1 * sum(w.abs().sum() for w in model.weights()), nll
 
 
-def evaluate_split(model: Net, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[list[float], list[float]]:
-    """Each seed's (mean NLL, accuracy) on a split, in eval mode."""
+def evaluate_split(model: Net, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each seed's predicted class and NLL of every image of a split, (S, N) each, in eval mode."""
     log_probs = predict(model, x, precision)  # (S, N, C)
     n, m, c = log_probs.shape
-    loss = F.nll_loss(log_probs.reshape(n * m, c), y.repeat(n), reduction="none").view(n, m).mean(1)
-    acc = (log_probs.argmax(-1) == y).float().mean(1)
-    return loss.tolist(), acc.tolist()
+    nll = F.nll_loss(log_probs.reshape(n * m, c), y.repeat(n), reduction="none").view(n, m)
+    return log_probs.argmax(-1), nll
 
 
 def make_step(model: Net, opt, variant: params.Variant, data: Tensors, precision: str, sums: torch.Tensor):
@@ -213,12 +257,17 @@ def train_seeds(
     precision: str,
     on_epoch=None,
     cuda_graphs: bool = True,
-) -> tuple[Net, dict[int, list[dict]]]:
-    """Train fresh models for ``seeds`` together for ``tp.epochs``; returns the stacked
-    model and, per seed, one metrics dict per epoch."""
+) -> tuple[Net, dict[int, list[dict]], tuple[np.ndarray, np.ndarray]]:
+    """Train fresh models for ``seeds`` together for ``tp.epochs``.
+
+    Returns the stacked model; per seed, one metrics dict per epoch; and the trained models'
+    test predictions in fp32, (predicted class, NLL) per seed and image, (S, N) each: the
+    last epoch's evaluation when training ran in fp32, else one more pass in fp32, so every
+    variant is scored alike whatever precision trained it.
+    """
     model = Net(config, seeds).to(device, memory_format=torch.channels_last)
     graphed = cuda_graphs and device.type == "cuda"
-    opt, sched = make_optimizer(model, variant, device, capturable=graphed)
+    opt = make_optimizer(model, variant, device, capturable=graphed)
     # Shuffling: each seed's own generator, on the CPU, so every device sees the same order.
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     n = len(data.x_train)
@@ -236,8 +285,8 @@ def train_seeds(
         perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
         for i in _progress(range(0, n, tp.batch_size), f"{label} epoch {epoch + 1}"):
             step(perm[:, i : i + tp.batch_size])
-        lr = sched.get_last_lr()[0]
-        sched.step()
+        lr = opt.lr
+        opt.decay()
         train = sums.tolist()
         for seed, (loss_sum, _) in zip(seeds, train):
             if not math.isfinite(loss_sum / n):
@@ -246,7 +295,8 @@ def train_seeds(
                     f"{loss_sum / n}; the model diverged, so no model or metrics are written. Lower "
                     f"variants.{variant_name}.lr (now {variant.lr}) or the regularisation, then rerun."
                 )
-        test_loss, test_acc = evaluate_split(model, data.x_test, data.y_test, precision)
+        pred, nll = evaluate_split(model, data.x_test, data.y_test, precision)
+        test_loss, test_acc = nll.mean(1).tolist(), (pred == data.y_test).float().mean(1).tolist()
         seconds = time.perf_counter() - start
         for s, seed in enumerate(seeds):
             row = {"train/loss": train[s][0] / n, "train/acc": train[s][1] / n,
@@ -254,7 +304,9 @@ def train_seeds(
             histories[seed].append(row)
             if on_epoch:
                 on_epoch(seed, epoch, row)
-    return model, histories
+    if precision != "fp32":
+        pred, nll = evaluate_split(model, data.x_test, data.y_test, "fp32")
+    return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
 
 
 def seed_groups(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
@@ -298,6 +350,21 @@ def mean_history(histories: list[list[dict]]) -> list[dict]:
             for e in range(len(histories[0]))]
 
 
+def write_predictions(target: Path, seeds, y_true: np.ndarray, pred: np.ndarray, nll: np.ndarray,
+                      classes: tuple[str, ...]) -> None:
+    """The trained models' test predictions, what `evaluate` scores: uncompressed .npz, no pickles.
+
+    ``seeds`` (S,), ``y_true`` (N,), ``pred`` (S, N) predicted class and ``nll`` (S, N) the
+    negative log-likelihood of the true class, per seed and test image; ``classes``.
+    """
+    from stages.runtime import atomic_path
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, seeds=np.asarray(seeds, dtype=np.int64), y_true=y_true.astype(np.int64),
+                     pred=pred.astype(np.int64), nll=nll.astype(np.float32), classes=np.array(classes, dtype=str))
+
+
 def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
     """Per-epoch curves as DVCLive plot data: per seed, and the mean over seeds."""
     from dvclive import Live
@@ -322,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stats", type=Path, required=True)
     parser.add_argument("--models", type=Path, required=True, help="folder for seed_<s>.pt")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder")
+    parser.add_argument("--predictions", type=Path, required=True,
+                        help="the .npz of every seed's test predictions, for evaluate")
     args = parser.parse_args(argv)
 
     p = params.load(args.params)
@@ -345,15 +414,20 @@ def main(argv: list[str] | None = None) -> None:
                  "| lr %.2e | %.2f s", args.variant, seed, epoch + 1, tp.epochs, row["train/loss"],
                  100 * row["train/acc"], row["test/loss"], 100 * row["test/acc"], row["lr"], row["seconds"])
 
-    histories, models = {}, {}
+    histories, models, preds, nlls = {}, {}, [], []
     for group in seed_groups(tp.seeds, per_step):
-        model, group_histories = train_seeds(args.variant, variant, config, data, group, tp, device,
-                                             precision, report)
+        model, group_histories, (pred, nll) = train_seeds(args.variant, variant, config, data, group, tp,
+                                                          device, precision, report)
         histories.update(group_histories)
         models.update({seed: model.single(s) for s, seed in enumerate(group)})
-    for seed, model in models.items():  # only once every seed has trained: a divergence writes none
+        preds.append(pred)
+        nlls.append(nll)
+    # Written only once every seed has trained: a divergence writes nothing.
+    for seed, model in models.items():
         save_checkpoint(model, args.models / f"seed_{seed}.pt", variant=args.variant,
                         precision=precision, device=str(device), history=histories[seed])
+    write_predictions(args.predictions, tp.seeds, ds.y_test, np.concatenate(preds), np.concatenate(nlls),
+                      ds.classes)
     write_live(args.live, histories)
 
 

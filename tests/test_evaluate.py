@@ -1,15 +1,20 @@
-"""Evaluation: scores agree with scikit-learn's definitions, seeds aggregate correctly."""
+"""Evaluation: scores agree with scikit-learn's definitions, seeds aggregate correctly, and the
+stage needs no torch."""
 
 from __future__ import annotations
 
 import json
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-import torch
 
-from stages import cifar, evaluate, params
-from stages.model import ModelConfig, Net, save_checkpoint
+from stages import evaluate
+from stages.train import write_predictions
+
+CLASSES = tuple("abcdefghij")
 
 
 def test_micro_f1_is_accuracy_and_per_class_is_complete():
@@ -28,32 +33,52 @@ def test_summarise_is_mean_and_sample_std():
     assert evaluate.summarise([0.4]) == (0.4, 0.0)
 
 
-def test_stage_writes_metrics_report_and_confusion(tmp_path, small_archive):
-    ds = cifar.parse_archive(small_archive)
-    cifar.save(ds, tmp_path / "d.npz")
-    models = tmp_path / "models"
-    for seed in (3, 5):
-        torch.manual_seed(seed)
-        save_checkpoint(Net(ModelConfig(classes=ds.classes)), models / f"seed_{seed}.pt")
-    (tmp_path / "params.yaml").write_text((params.Path(__file__).parents[1] / "params.yaml").read_text())
+def _predictions(path, seeds=(3, 5), n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
+    nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
+    write_predictions(path, seeds, y, pred, nll, CLASSES)
+    return y, pred, nll
+
+
+def test_stage_writes_metrics_report_and_confusion(tmp_path):
+    y, pred, nll = _predictions(tmp_path / "p.npz")
     out = tmp_path / "results" / "v"
-    evaluate.main(["--variant", "v", "--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "d.npz"),
-                   "--models", str(models), "--out", str(out)])
+    evaluate.main(["--variant", "v", "--predictions", str(tmp_path / "p.npz"), "--out", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert metrics["seeds"] == 2 and report["seeds"] == [3, 5]
     per_seed = [report["per_seed"][s]["micro_f1"] for s in ("3", "5")]
+    assert per_seed == pytest.approx([(p == y).mean() for p in pred])
     assert metrics["micro_f1"] == pytest.approx(np.mean(per_seed))
     assert metrics["micro_f1_std"] == pytest.approx(np.std(per_seed, ddof=1))
-    assert np.sum(report["confusion_sum"]) == 2 * len(ds.y_test)
+    assert metrics["test_loss"] == pytest.approx(nll.astype(np.float64).mean(1).mean())
+    assert np.sum(report["confusion_sum"]) == 2 * len(y)
     lines = (out / "confusion.csv").read_text().splitlines()
-    assert lines[0] == "actual,predicted" and len(lines) == len(ds.y_test) + 1
-    assert lines[1].split(",")[0] == ds.classes[ds.y_test[0]]
+    assert lines[0] == "actual,predicted" and len(lines) == len(y) + 1
+    assert lines[1] == f"{CLASSES[y[0]]},{CLASSES[pred[0][0]]}"
 
 
-def test_no_models_is_a_clear_error(tmp_path):
-    (tmp_path / "m").mkdir()
-    with pytest.raises(evaluate.UserError, match="no seed_<s>.pt"):
-        evaluate.seed_checkpoints(tmp_path / "m")
-    with pytest.raises(evaluate.UserError, match="does not exist"):
-        evaluate.seed_checkpoints(tmp_path / "missing")
+def test_stage_imports_no_torch(tmp_path):
+    """Scoring needs NumPy and scikit-learn only: no torch import, no CUDA context."""
+    _predictions(tmp_path / "p.npz")
+    code = ("import sys; from stages import evaluate; evaluate.main(['--variant', 'v', '--predictions', "
+            f"{str(tmp_path / 'p.npz')!r}, '--out', {str(tmp_path / 'r')!r}]); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=evaluate.Path(__file__).parents[1])
+    assert out.stdout.split()[-1] == "False" and (tmp_path / "r/metrics.json").is_file()
+
+
+def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
+    with pytest.raises(evaluate.UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
+        evaluate.load_predictions(tmp_path / "missing.npz", "v")
+    _predictions(tmp_path / "p.npz")
+    blob = (tmp_path / "p.npz").read_bytes()
+    (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(evaluate.UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
+        evaluate.load_predictions(tmp_path / "p.npz", "v")
+    write_predictions(tmp_path / "q.npz", (0, 1), np.zeros(5, int), np.zeros((1, 5), int),
+                      np.zeros((1, 5), np.float32), CLASSES)
+    with pytest.raises(evaluate.UserError, match=r"do not match 2 seeds x 5 test images"):
+        evaluate.load_predictions(tmp_path / "q.npz", "v")

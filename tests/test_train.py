@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,9 +45,11 @@ def run(data, variant=None, seed=0, **kw):
 
 
 def run_stack(data, variant=None, seeds=(0,), **kw):
+    """Seeds trained together: (the stacked model, each seed's history)."""
     variant = variant or params.Variant()
     cfg = model_config(variant, STATS, cifar.CLASSES)
-    return train_seeds("v", variant, cfg, data, seeds, tp(**kw), CPU, "fp32")
+    model, histories, _ = train_seeds("v", variant, cfg, data, seeds, tp(**kw), CPU, "fp32")
+    return model, histories
 
 
 def test_data_on_device_is_channels_last_uint8(data):
@@ -54,11 +57,44 @@ def test_data_on_device_is_channels_last_uint8(data):
     assert data.x_train.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_weight_decay_goes_to_the_optimizer():
-    v = params.Variant(weight_decay=1e-4, lr=2e-3)
-    opt, _ = make_optimizer(Net(model_config(v, STATS, cifar.CLASSES)), v, CPU)
-    assert isinstance(opt, torch.optim.Adam)
-    assert opt.param_groups[0]["weight_decay"] == 1e-4 and opt.param_groups[0]["lr"] == 2e-3
+def test_optimizer_is_torchs_adam_with_exponential_lr_bit_for_bit():
+    """Ten steps over three epochs: the same weights, moments and lr as torch.optim.Adam
+    (foreach, L2 weight decay) driven by ExponentialLR."""
+    v = params.Variant(weight_decay=1e-4, lr=2e-3, lr_decay=0.8)
+    ours_model = Net(model_config(v, STATS, cifar.CLASSES), (0, 1))
+    ref_model = Net(model_config(v, STATS, cifar.CLASSES), (0, 1))
+    ours = make_optimizer(ours_model, v, CPU)
+    ref = torch.optim.Adam(ref_model.parameters(), lr=2e-3, weight_decay=1e-4, foreach=True)
+    sched = torch.optim.lr_scheduler.ExponentialLR(ref, gamma=0.8)
+    x = torch.randint(0, 256, (8, 6, 32, 32), dtype=torch.uint8)
+    for step in range(10):
+        for model, opt in ((ours_model, ours), (ref_model, ref)):
+            opt.zero_grad()
+            (model(x)[:, :, step % 10].sum() + 0.01 * sum(w.abs().sum() for w in model.weights())).backward()
+            opt.step()
+        if step % 4 == 3:
+            ours.decay()
+            sched.step()
+    for p, q in zip(ours_model.parameters(), ref_model.parameters()):
+        assert torch.equal(p, q)
+        assert torch.equal(ours.state[p]["exp_avg_sq"], ref.state[q]["exp_avg_sq"])
+        assert ours.state[p]["step"].item() == ref.state[q]["step"].item() == 10
+    assert ours.lr == sched.get_last_lr()[0] == pytest.approx(2e-3 * 0.8**2)
+
+
+def test_a_training_step_does_not_import_torch_dynamo():
+    """torch.optim's classes import torch._dynamo (1.5-4.6 s per train stage); ours must not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from stages import params; from stages.model import Net, ModelConfig; "
+            "from stages.train import make_optimizer; m = Net(ModelConfig()); "
+            "opt = make_optimizer(m, params.Variant(weight_decay=1e-4), torch.device('cpu')); "
+            "m(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).sum().backward(); opt.step(); opt.zero_grad(); "
+            "opt.decay(); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=params.Path(__file__).parents[1])
+    assert out.stdout.split() == ["False"]
 
 
 def test_lr_after_k_epochs_is_lr_times_gamma_to_the_k(data):
@@ -199,9 +235,9 @@ def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
     v = params.Variant(lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, dropout_conv=0.2, normalize=True)
     cfg = model_config(v, STATS, cifar.CLASSES)
     seeds = (0, 1, 2)  # the stacked step, as the pipeline runs it on a GPU
-    runs = {g: train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=g)
+    runs = {g: train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=g)[:2]
             for g in (True, False)}
-    again = train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=True)
+    again = train_seeds("v", v, cfg, data, seeds, tp(epochs=3, device="cuda"), cuda, "fp32", cuda_graphs=True)[:2]
     graphed, eager = runs[True][1][1], runs[False][1][1]
     assert [r["test/acc"] for r in runs[True][1][0]] != [r["test/acc"] for r in graphed]  # seeds differ
     assert [r["test/acc"] for r in runs[True][1][2]] == [r["test/acc"] for r in again[1][2]]
@@ -226,8 +262,39 @@ def test_diverged_run_writes_no_model(tmp_path, small_archive):
     with pytest.raises(DivergedError, match="variant 'baseline', seed 0, epoch 1"):
         train.main(["--variant", "baseline", "--params", str(tmp_path / "params.yaml"), "--data",
                     str(tmp_path / "d.npz"), "--stats", str(tmp_path / "stats.json"),
-                    "--models", str(tmp_path / "models"), "--live", str(tmp_path / "live")])
+                    "--models", str(tmp_path / "models"), "--live", str(tmp_path / "live"),
+                    "--predictions", str(tmp_path / "p.npz")])
     assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(tmp_path, small_archive):
+    """The saved predictions are the saved models' own fp32 predictions of the test set."""
+    from stages import train
+    from stages.model import load_checkpoint, predict
+
+    ds = cifar.parse_archive(small_archive)
+    cifar.save(ds, tmp_path / "d.npz")
+    (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
+    raw = (params.Path(__file__).parents[1] / "params.yaml").read_text()
+    raw = raw.replace("epochs: 10", "epochs: 1").replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]", "seeds: [4, 2, 7]")
+    raw = raw.replace("seeds_per_step: auto", "seeds_per_step: 2")  # groups (4, 2) and (7,)
+    (tmp_path / "params.yaml").write_text(raw)
+    train.main(["--variant", "dropout_both", "--params", str(tmp_path / "params.yaml"), "--data",
+                str(tmp_path / "d.npz"), "--stats", str(tmp_path / "stats.json"), "--models",
+                str(tmp_path / "models"), "--live", str(tmp_path / "live"), "--predictions", str(tmp_path / "p.npz")])
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as z:
+        assert z["seeds"].tolist() == [4, 2, 7] and z["classes"].tolist() == list(ds.classes)
+        assert np.array_equal(z["y_true"], ds.y_test)
+        x = to_device(ds, CPU).x_test
+        for s, seed in enumerate((4, 2, 7)):
+            model, payload = load_checkpoint(tmp_path / "models" / f"seed_{seed}.pt")
+            assert payload["seed"] == seed
+            log_probs = predict(model.to(memory_format=torch.channels_last), x)[0]
+            assert np.array_equal(z["pred"][s], log_probs.argmax(1).numpy())
+            nll = -log_probs[torch.arange(len(ds.y_test)), torch.from_numpy(ds.y_test).long()]
+            np.testing.assert_allclose(z["nll"][s], nll.numpy(), rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "live/plots/metrics/seed_7/test/acc.tsv").is_file()
 
 
 def test_graph_capture_restores_params_adam_state_and_sums(data):
@@ -236,7 +303,7 @@ def test_graph_capture_restores_params_adam_state_and_sums(data):
 
     v = params.Variant()
     model = Net(model_config(v, STATS, cifar.CLASSES))
-    opt, _ = make_optimizer(model, v, CPU)
+    opt = make_optimizer(model, v, CPU)
     sums = torch.zeros(1, 2, dtype=torch.float64)
     step = make_step(model, opt, v, data, "fp32", sums)
     graphed = GraphedStep(step, model, opt, sums)
