@@ -1,31 +1,45 @@
 """Benchmark: the fixed cost every stage process pays before it does its work.
 
     python -m benchmarks.bench_startup [--repeats 5] [--data bench-out/bench-data.npz]
+    python -m benchmarks.bench_startup --stages [--repeats 3]   # whole stage processes, tiny data
+
+``--stages`` runs each real stage command (`python -m stages.train|evaluate|compare`, as
+dvc.yaml gives it) on tiny synthetic data (500 train / 100 test images, 1 epoch, 1 seed) in
+fresh processes, alternating, and reports the median of each stage's own
+``<stage> done in X s (imports Y s)`` line: what a stage costs beyond its real work.
 
 Each stage of `dvc repro` is a fresh Python process.  For the train, evaluate and compare
 stages this starts a fresh process per repeat that goes through the stage's own set-up,
 phase by phase, in the stage's order, and reports the median of each phase:
 
   interpreter  Python start-up (the process's wall time minus the phases below)
-  imports      `import stages.<stage>`: torch, NumPy, scikit-learn, matplotlib, ...
-  set-up       params, device choice, thread and determinism settings
+  imports      `import stages.<stage>`: torch (train), NumPy, scikit-learn, SciPy, ...
+  set-up       params, device choice, thread and determinism settings (train)
   device       the CUDA context (CUDA only): `torch.zeros(1, device="cuda")`
-  load data    reading the data file (full size: 50,000 + 10,000 images)
-  to device    the data set onto the device as uint8 tensors
-  optimizer    making Adam: torch.optim imports torch._dynamo on first use (train only)
-  first step   one training step (train) or prediction (evaluate): loads cuDNN/cuBLAS
+  load data    reading the data file (full size: 50,000 + 10,000 images; train), or the
+               predictions file (evaluate)
+  to device    the data set onto the device as uint8 tensors (train)
+  optimizer    making Adam (train)
+  first step   one training step (train), or scoring one seed (evaluate)
   dvclive      importing DVCLive (train writes its curves with it)
+  matplotlib   importing matplotlib and drawing one empty figure (compare)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
+
+from benchmarks.bench_train import _cpu_name
 
 STAGES = ("train", "evaluate", "compare")
 
@@ -45,11 +59,37 @@ def child(stage: str, data: Path) -> dict:
     __import__(f"stages.{stage}")
     done("imports")
     if stage == "compare":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plt.close(plt.figure())
+        done("matplotlib")
+        return phases
+    if stage == "evaluate":
+        import tempfile
+
+        import numpy as np
+
+        from stages import cifar, evaluate
+        from stages.train import write_predictions
+
+        ds = cifar.load(data)
+        pred = np.stack([ds.y_test, (ds.y_test + 1) % 10])  # two seeds' worth of predictions
+        with tempfile.TemporaryDirectory() as tmp:
+            write_predictions(Path(tmp) / "p.npz", (0, 1), ds.y_test, pred, np.ones(pred.shape, np.float32),
+                              ds.classes)
+            mark[0] = time.perf_counter()  # making the file is the train stage's work
+            p = evaluate.load_predictions(Path(tmp) / "p.npz", "bench")
+        done("load data")
+        evaluate.score(p["y_true"], p["pred"][0], tuple(p["classes"].tolist()))
+        done("first step")
         return phases
     import torch
 
     from stages import cifar, params
-    from stages.model import ModelConfig, Net, predict
+    from stages.model import ModelConfig, Net
     from stages.runtime import configure_torch, pick_device, pick_precision
 
     p = params.load("params.yaml")
@@ -69,21 +109,59 @@ def child(stage: str, data: Path) -> dict:
         torch.cuda.synchronize()
     done("to device")
     model = Net(ModelConfig(n_classes=len(ds.classes))).to(device, memory_format=torch.channels_last)
-    if stage == "train":
-        variant = params.Variant()
-        opt = make_optimizer(model, variant, device)
-        done("optimizer")
-        sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
-        make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device).view(1, 64))
-        sums.tolist()
-    else:
-        predict(model, tensors.x_test[:1000], "fp32").sum().item()
+    variant = params.Variant()
+    opt = make_optimizer(model, variant, device)
+    done("optimizer")
+    sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
+    make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device).view(1, 64))
+    sums.tolist()
     done("first step")
-    if stage == "train":
-        import dvclive  # noqa: F401
+    import dvclive  # noqa: F401
 
-        done("dvclive")
+    done("dvclive")
     return phases
+
+
+DONE = re.compile(r"^(\w+) done in ([\d.]+) s \(imports ([\d.]+) s\)", re.M)
+
+
+def stage_runs(repeats: int, root: Path) -> dict:
+    """Each stage's own 'done in' time on tiny data, run as dvc.yaml runs it; medians."""
+    import json as _json
+
+    from stages import cifar
+
+    work = root / "tiny"
+    work.mkdir(parents=True, exist_ok=True)
+    archive = cifar.write_synthetic_archive(work / "a.tar.gz", 500, 100, seed=0)
+    cifar.save(cifar.parse_archive(archive), work / "d.npz")
+    (work / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
+    text = Path("params.yaml").read_text()
+    raw = yaml.safe_load(text)
+    raw["train"].update({"epochs": 1, "seeds": [0]})
+    raw["variants"] = {"baseline": raw["variants"]["baseline"]}
+    raw["compare"]["parents"] = {}
+    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    train = [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"), "--variant", "baseline",
+             "--data", str(work / "d.npz"), "--stats", str(work / "stats.json"), "--models", str(work / "models"),
+             "--live", str(work / "results/baseline/live"), "--predictions", str(work / "results/baseline/predictions.npz")]
+    evaluate = [sys.executable, "-m", "stages.evaluate", "--variant", "baseline", "--predictions",
+                str(work / "results/baseline/predictions.npz"), "--out", str(work / "results/baseline")]
+    compare = [sys.executable, "-m", "stages.compare", "--params", str(work / "params.yaml"), "--results",
+               str(work / "results"), "--out", str(work / "compare")]
+    runs: dict[str, list[dict]] = {"train": [], "evaluate": [], "compare": []}
+    for _ in range(repeats):
+        for stage, cmd in (("train", train), ("evaluate", evaluate), ("compare", compare)):
+            start = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            wall = time.perf_counter() - start
+            m = DONE.search(out.stderr)
+            if out.returncode != 0 or not m:
+                sys.exit(f"{stage} failed:\n{out.stderr}")
+            runs[stage].append({"done_in": float(m.group(2)), "imports": float(m.group(3)), "wall": wall})
+    medians = {s: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]} for s, rs in runs.items()}
+    print(_json.dumps(medians, indent=2))
+    return {"median_s": medians, "runs": runs}
 
 
 def main() -> None:
@@ -92,10 +170,18 @@ def main() -> None:
     ap.add_argument("--data", default="bench-out/bench-data.npz",
                     help="a data file; made by benchmarks.bench_train if absent")
     ap.add_argument("--out", default="bench-out/startup.json")
+    ap.add_argument("--stages", action="store_true", help="time whole stage processes on tiny data")
     ap.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, Path(args.data))))
+        return
+    if args.stages:
+        with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
+            report = {"cpu": _cpu_name(), **stage_runs(args.repeats, Path(tmp))}
+        out = Path(args.out).with_name("stages.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
         return
 
     if not Path(args.data).exists():
@@ -115,7 +201,8 @@ def main() -> None:
             runs[stage].append({"interpreter": wall - sum(phases.values()), **phases, "total": wall})
     import torch
 
-    report = {"torch": torch.__version__, "python": sys.version.split()[0], "repeats": args.repeats,
+    report = {"cpu": _cpu_name(), "torch": torch.__version__, "python": sys.version.split()[0],
+              "repeats": args.repeats,
               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "median_s": {s: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
                            for s, rs in runs.items()}}

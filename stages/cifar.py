@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import stat
 import struct
 import tarfile
 import urllib.error
@@ -91,8 +92,9 @@ def check_local(path: Path, md5: str | None) -> Path:
 
     if not path.is_file():
         raise UserError(
-            f"data.source = {str(path)!r} is not a file. Give the path of "
-            "cifar-10-python.tar.gz, an http(s) URL, `cifar10` or `synthetic`."
+            f"data.source = {str(path)!r} is not a file or a folder. Give the path of "
+            f"cifar-10-python.tar.gz or of an extracted {BATCH_DIR}/ folder, an http(s) URL, "
+            "`cifar10` or `synthetic`."
         )
     if md5 and not check_md5(str(path), md5):
         raise ArchiveError(
@@ -113,15 +115,34 @@ def file_md5(path: Path) -> str:
 # --- reading safely -----------------------------------------------------------------
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only what a CIFAR batch holds: dicts, lists, bytes, ints and uint8 arrays."""
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as pickle uses it: Python 3 writes every ``bytes`` object at protocol
+    <= 2 as ``_codecs.encode(str, 'latin1')``.  Only that encoding is admitted: a pure
+    conversion, never a codec lookup by a name the file chooses."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refusing _codecs.encode other than of a str to latin1")
+    return text.encode("latin1")
 
-    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy's array rebuilder, wherever it lives
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR batch holds: dicts, lists, bytes, str, ints and NumPy arrays.
+
+    Globals admitted: NumPy's array and dtype rebuilders (``_reconstruct`` for protocols
+    0-4, ``_frombuffer`` for protocol 5, under NumPy 1's and 2's module names) and
+    ``_codecs.encode`` to latin-1 (bytes as Python 3 pickles them at protocol <= 2).
+    Everything else is refused before it can run.
+    """
+
+    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy's array rebuilders, wherever they live
+    _frombuffer = np.zeros(1).__reduce_ex__(5)[0]
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
     }
 
     def find_class(self, module: str, name: str):
@@ -140,6 +161,13 @@ def unpickle(blob: bytes, member: str):
         raise ArchiveError(f"{member} is not a safe CIFAR-10 batch: {exc}.") from None
     except Exception as exc:  # truncated or garbled pickles raise many different types
         raise ArchiveError(f"{member} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}).") from None
+
+
+def _keys_as_str(obj, member: str) -> dict:
+    """A batch dict with its keys as str, whether Python 2 (bytes) or 3 (str) wrote them."""
+    if not isinstance(obj, dict):
+        raise ArchiveError(f"{member} is not a CIFAR-10 batch (a {type(obj).__name__}, not a dict).")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
@@ -187,17 +215,23 @@ def read_members(archive: Path) -> dict[str, bytes]:
     return found
 
 
-def _batch_arrays(batch, member: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+def _batch_arrays(raw, member: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    batch = _keys_as_str(raw, member)
+    if "data" not in batch or "labels" not in batch:
         raise ArchiveError(f"{member} is not a CIFAR-10 batch (no data/labels entries).")
-    data, labels = batch[b"data"], batch[b"labels"]
+    data, labels = batch["data"], batch["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ArchiveError(f"{member}: data is {desc}; CIFAR-10 batches hold uint8 rows of {PIXELS} pixels.")
-    if not isinstance(labels, list) or len(labels) != len(data):
+    # Labels: a list of ints (the official files), or an integer array (some re-writers).
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ArchiveError(f"{member}: labels are a {labels.dtype} array of shape {labels.shape}; "
+                               "expected one integer per image.")
+    elif not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        raise ArchiveError(f"{member}: labels must be a list or an array of integers.")
+    if len(labels) != len(data):
         raise ArchiveError(f"{member}: expected {len(data)} labels, one per image.")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
-        raise ArchiveError(f"{member}: labels must be integers.")
     y = np.asarray(labels, dtype=np.int64)
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ArchiveError(f"{member}: label {int(y.min() if y.min() < 0 else y.max())} is outside 0..{n_classes - 1}.")
@@ -206,14 +240,17 @@ def _batch_arrays(batch, member: str, n_classes: int) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(x), y
 
 
-def parse_archive(archive: Path) -> Dataset:
-    """Read, check and convert a CIFAR-10 python-format archive."""
-    members = read_members(archive)
-    meta = unpickle(members[f"{BATCH_DIR}/{META}"], META)
-    names = meta.get(b"label_names") if isinstance(meta, dict) else None
-    if not isinstance(names, list) or not names or not all(isinstance(n, bytes) for n in names):
-        raise ArchiveError(f"{META}: no list of label_names; not a CIFAR-10 archive.")
-    classes = tuple(n.decode("utf-8", "replace") for n in names)
+def _class_names(raw) -> tuple[str, ...]:
+    meta = _keys_as_str(raw, META)
+    names = meta.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ArchiveError(f"{META}: no list of label_names; not a CIFAR-10 data set.")
+    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
+
+
+def parse_members(members: dict[str, bytes], origin: Path) -> Dataset:
+    """Check and convert the batch files (name -> bytes) of an archive or a folder."""
+    classes = _class_names(unpickle(members[f"{BATCH_DIR}/{META}"], META))
     parts = [
         _batch_arrays(unpickle(members[f"{BATCH_DIR}/{n}"], n), n, len(classes))
         for n in (*TRAIN_BATCHES, TEST_BATCH)
@@ -222,8 +259,50 @@ def parse_archive(archive: Path) -> Dataset:
     y_train = np.concatenate([y for _, y in parts[:-1]])
     x_test, y_test = parts[-1]
     if len(x_train) == 0 or len(x_test) == 0:
-        raise ArchiveError(f"{archive} holds no training or no test images.")
+        raise ArchiveError(f"{origin} holds no training or no test images.")
     return Dataset(x_train, y_train, x_test, y_test, classes)
+
+
+def parse_archive(archive: Path) -> Dataset:
+    """Read, check and convert a CIFAR-10 python-format archive."""
+    return parse_members(read_members(archive), archive)
+
+
+# Files an extracted cifar-10-batches-py/ may hold besides the batches (the official archive
+# has readme.html); hidden files (.DS_Store, ...) are skipped.
+FOLDER_EXTRAS = ("readme.html",)
+
+
+def read_folder(source: Path) -> dict[str, bytes]:
+    """The batch files of an extracted ``cifar-10-batches-py/`` folder (``source`` is that
+    folder or holds it), read into memory after the same checks as an archive's members:
+    exactly the expected files, regular files only (no links), each within the size cap."""
+    folder = source / BATCH_DIR if (source / BATCH_DIR).is_dir() else source
+    wanted = (*TRAIN_BATCHES, TEST_BATCH, META)
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    unexpected = sorted(names - set(wanted) - set(FOLDER_EXTRAS))
+    missing = sorted(set(wanted) - names)
+    if missing or unexpected:
+        problem = (f"lacks {', '.join(missing)}" if missing else "") + \
+                  ("; " if missing and unexpected else "") + \
+                  (f"holds unexpected {', '.join(unexpected)}" if unexpected else "")
+        raise ArchiveError(
+            f"{folder} {problem}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly data_batch_1..5, "
+            "test_batch and batches.meta (and readme.html). Point data.source at that folder, the "
+            "folder holding it, or cifar-10-python.tar.gz."
+        )
+    found = {}
+    for name in wanted:
+        path = folder / name
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            raise ArchiveError(f"{path} is {kind}; a CIFAR-10 folder holds regular files only, so it is "
+                               "refused. Copy the real files in place of links.")
+        if info.st_size > MAX_MEMBER_BYTES:
+            raise ArchiveError(f"{path} is {info.st_size} bytes, too large for a CIFAR-10 batch.")
+        found[f"{BATCH_DIR}/{name}"] = path.read_bytes()
+    return found
 
 
 # --- the data file ------------------------------------------------------------------

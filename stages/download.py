@@ -5,8 +5,10 @@ Output:  the data file (``--out``, e.g. data/cifar10.npz): uint8 images (N, 32, 
          int64 labels and class names for the train and test splits.
 
 ``data.source`` is ``cifar10`` (the canonical URL, md5-checked), an http(s) URL, a local
-archive, or ``synthetic`` (a generated archive of the same format and layout).  Every
-source goes through the same reading and checking code in :mod:`stages.cifar`.
+archive, a local extracted ``cifar-10-batches-py/`` folder (or the folder holding it, as
+torchvision's ``CIFAR10(root, download=True)`` leaves it), or ``synthetic`` (a generated
+archive of the same format and layout).  Every source goes through the same reading and
+checking code in :mod:`stages.cifar`.
 """
 
 from __future__ import annotations
@@ -24,17 +26,22 @@ from stages.runtime import run_main
 log = logging.getLogger("cifar10_tricks.download")
 
 
-def obtain_archive(data: params.DataParams, workdir: Path) -> Path:
-    """The archive ``data.source`` names, fetched or generated into ``workdir`` if needed."""
+def read_source(data: params.DataParams, workdir: Path) -> cifar.Dataset:
+    """The data set ``data.source`` names, fetched or generated into ``workdir`` if needed."""
     if data.source == "synthetic":
         s = data.synthetic
         log.info("generating a synthetic CIFAR-format archive: %d train / %d test images (seed %d)",
                  s.n_train, s.n_test, s.seed)
-        return cifar.write_synthetic_archive(workdir / "cifar-10-python.tar.gz", s.n_train, s.n_test,
-                                             s.seed, s.noise)
+        return cifar.parse_archive(cifar.write_synthetic_archive(workdir / "cifar-10-python.tar.gz", s.n_train,
+                                                                 s.n_test, s.seed, s.noise))
     if data.source == "cifar10" or cifar.is_url(data.source):
-        return cifar.fetch(data.source, data.md5, workdir)
-    return cifar.check_local(Path(data.source).expanduser(), data.md5)
+        return cifar.parse_archive(cifar.fetch(data.source, data.md5, workdir))
+    path = Path(data.source).expanduser()
+    if path.is_dir():
+        log.info("note: %s is a folder, so its batch files are read as they are; the md5 check is of "
+                 "archives only%s.", path, f" (data.md5 = {data.md5} is not applied)" if data.md5 else "")
+        return cifar.parse_members(cifar.read_folder(path), path)
+    return cifar.parse_archive(cifar.check_local(path, data.md5))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data = params.load(args.params).data
     with tempfile.TemporaryDirectory(prefix="cifar10-") as tmp:
-        archive = obtain_archive(data, Path(tmp))
-        dataset = cifar.parse_archive(archive)
+        dataset = read_source(data, Path(tmp))
     cifar.save(dataset, args.out)
     log.info("wrote %s: %d train and %d test images, classes %s; train labels per class %s",
              args.out, len(dataset.y_train), len(dataset.y_test), ", ".join(dataset.classes),

@@ -23,7 +23,7 @@ from stages.runtime import UserError
 
 # Safe as a file name, a DVC stage name (train@<name>) and a `dvc exp run -S` key.
 VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
 TESTS = ("welch",)
@@ -81,6 +81,12 @@ def _seeds(v: list) -> str | None:
     return None
 
 
+def _device(v: str) -> str | None:
+    if v in DEVICES or re.fullmatch(r"cuda:\d+", v):
+        return None
+    return "one of " + ", ".join(DEVICES) + " (k: a GPU's index, e.g. cuda:1)"
+
+
 def _per_step(v: int | str) -> str | None:
     if v == "auto" or (isinstance(v, int) and v >= 1):
         return None
@@ -88,7 +94,7 @@ def _per_step(v: int | str) -> str | None:
 
 
 def _source(v: str) -> str | None:
-    return None if v.strip() else "cifar10, synthetic, an http(s) URL or a local path"
+    return None if v.strip() else "cifar10, synthetic, an http(s) URL, or the path of an archive or folder"
 
 
 def _knob(kind, check=None, default: Any = None, **kw):
@@ -125,7 +131,7 @@ class TrainParams:
     # At most this many seeds train together in one step; auto: as memory allows on a GPU,
     # one on a CPU (where stacking is slower per model).
     seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
-    device: str = _knob(str, _one_of(DEVICES), default="auto")
+    device: str = _knob(str, _device, default="auto")
     precision: str = _knob(str, _one_of(PRECISIONS), default="auto")
     # true: deterministic kernels (bitwise repeatable on one device); false: faster on GPU.
     deterministic: bool = _knob(bool, default=True)

@@ -137,9 +137,19 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(requested: str = "auto"):
-    """cuda > mps > cpu for ``auto``; a named device that is absent is an error."""
+    """cuda > mps > cpu for ``auto``; a named device that is absent is an error.
+
+    ``cuda:<k>`` names one GPU of several (one queue worker per GPU, say); it must exist.
+    """
     import torch
 
+    if requested.startswith("cuda:"):
+        k, n = int(requested.split(":", 1)[1]), torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if k >= n:
+            have = f"GPUs cuda:0 to cuda:{n - 1}" if n > 1 else "one GPU, cuda:0" if n == 1 else "no CUDA GPU"
+            raise UserError(f"train.device = {requested!r} but this machine has {have}; name one of them, or "
+                            "use `-S train.device=auto`.")
+        return torch.device(requested)
     available = {
         "cuda": torch.cuda.is_available(),
         "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
@@ -200,6 +210,8 @@ def configure_torch(device, deterministic: bool, allocator: bool = True) -> None
         if allocator:
             keep_freed_memory()
     if device.type == "cuda":
+        if device.index is not None:  # cuda:<k>: streams and CUDA graphs are made on the current GPU
+            torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = not deterministic
         torch.backends.cudnn.allow_tf32 = not deterministic
         torch.backends.cudnn.benchmark = not deterministic

@@ -83,6 +83,66 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_code_pickle_is_refused_at_every_protocol(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    for payload in (_RunsCode(marker), {"data": _RunsCode(marker)}, [_RunsCode(marker)]):
+        with pytest.raises(cifar.ArchiveError, match="refusing to load global"):
+            cifar.unpickle(pickle.dumps(payload, protocol=protocol), "data_batch_1")
+    assert not marker.exists()
+
+
+class _CodecCall:
+    """_codecs.encode with a codec the file picks (not latin1): still refused."""
+
+    def __reduce__(self):
+        import codecs
+
+        return (codecs.encode, ("payload", "rot13"))
+
+
+def test_codecs_encode_is_admitted_only_to_latin1():
+    with pytest.raises(cifar.ArchiveError, match="refusing _codecs.encode other than of a str to latin1"):
+        cifar.unpickle(pickle.dumps(_CodecCall(), protocol=2), "data_batch_1")
+
+
+def _py3_members(members: dict[str, bytes], protocol: int, str_keys: bool, labels_as: str) -> dict[str, bytes]:
+    """The batches re-written as a Python 3 script would: pickle.dumps at ``protocol``, keys
+    and class names as str or bytes, labels as a list or an integer array."""
+    out = {}
+    for name, blob in members.items():
+        obj = pickle.loads(blob, encoding="bytes")
+        if name.endswith(cifar.META):
+            obj[b"label_names"] = [n.decode() if str_keys else n for n in obj[b"label_names"]]
+        elif labels_as != "list":
+            obj[b"labels"] = np.asarray(obj[b"labels"], dtype=labels_as)
+        if str_keys:
+            obj = {k.decode(): v for k, v in obj.items()}
+        out[name] = pickle.dumps(obj, protocol=protocol)
+    return out
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("str_keys,labels_as", [(True, "list"), (False, "int64"), (True, "int32"), (True, "uint8")])
+def test_python3_rewritten_archives_are_read(tmp_path, small_members, small_archive, protocol, str_keys, labels_as):
+    """What torchvision's reader accepts, ours does: Python 3 pickles at protocols 0-5, str or
+    bytes keys and class names, labels as a list or an integer array - same data out."""
+    members = _py3_members(small_members, protocol, str_keys, labels_as)
+    if protocol <= 2:  # Python 3 writes bytes through _codecs.encode there
+        assert b"_codecs" in members[f"{D}/data_batch_1"]
+    ds = cifar.parse_archive(write_tar(tmp_path / "py3.tar.gz", members))
+    ref = cifar.parse_archive(small_archive)
+    assert np.array_equal(ds.x_train, ref.x_train) and np.array_equal(ds.y_test, ref.y_test)
+    assert ds.classes == ref.classes == cifar.CLASSES
+
+
+def test_float_labels_are_refused(tmp_path, small_members):
+    bad = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": np.array([0.0, 1.0])}
+    archive = write_tar(tmp_path / "a.tar.gz", _with_batch(small_members, "data_batch_1", bad))
+    with pytest.raises(cifar.ArchiveError, match="labels are a float64 array"):
+        cifar.parse_archive(archive)
+
+
 def test_archive_with_code_pickle_is_refused(tmp_path, small_members):
     marker = tmp_path / "pwned"
     members = dict(small_members)
@@ -175,8 +235,58 @@ def test_local_md5_match_is_accepted(small_archive):
 
 
 def test_missing_local_file_says_what_to_give(tmp_path):
-    with pytest.raises(cifar.UserError, match="is not a file"):
+    with pytest.raises(cifar.UserError, match="is not a file or a folder"):
         cifar.check_local(tmp_path / "nope.tar.gz", None)
+
+
+def _extract(members: dict[str, bytes], root) -> "os.PathLike":
+    """An extracted copy as torchvision's CIFAR10(root, download=True) leaves it."""
+    folder = root / D
+    folder.mkdir(parents=True)
+    for name, blob in members.items():
+        (root / name).write_bytes(blob)
+    (folder / "readme.html").write_text("<html></html>")
+    (folder / ".DS_Store").write_bytes(b"\0")  # hidden files are skipped
+    return folder
+
+
+def test_extracted_folder_is_read_like_the_archive(tmp_path, small_members, small_archive, caplog):
+    from stages import download, params
+
+    folder = _extract(small_members, tmp_path / "root")
+    ref = cifar.parse_archive(small_archive)
+    for source in (tmp_path / "root", folder):  # the folder holding it, or the folder itself
+        with caplog.at_level("INFO"):
+            ds = download.read_source(params.DataParams(source=str(source), md5="0" * 32), tmp_path)
+        assert np.array_equal(ds.x_train, ref.x_train) and ds.classes == ref.classes
+        assert "is a folder" in caplog.text and "not applied" in caplog.text  # the md5 note
+
+
+def test_folder_with_a_link_is_refused(tmp_path, small_members):
+    folder = _extract(small_members, tmp_path / "root")
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes((folder / "test_batch").read_bytes())
+    (folder / "test_batch").unlink()
+    (folder / "test_batch").symlink_to(outside)
+    with pytest.raises(cifar.ArchiveError, match="test_batch is a symbolic link"):
+        cifar.read_folder(folder)
+
+
+def test_folder_with_missing_or_unexpected_files_is_refused(tmp_path, small_members):
+    folder = _extract(small_members, tmp_path / "root")
+    (folder / "data_batch_3").unlink()
+    (folder / "data_batch_6").write_bytes(b"x")
+    with pytest.raises(cifar.ArchiveError, match="lacks data_batch_3; holds unexpected data_batch_6"):
+        cifar.read_folder(tmp_path / "root")
+
+
+def test_folder_with_a_code_pickle_is_refused(tmp_path, small_members):
+    marker = tmp_path / "pwned"
+    folder = _extract(small_members, tmp_path / "root")
+    (folder / "batches.meta").write_bytes(pickle.dumps(_RunsCode(marker), protocol=4))
+    with pytest.raises(cifar.ArchiveError, match="batches.meta is not a safe"):
+        cifar.parse_members(cifar.read_folder(folder), folder)
+    assert not marker.exists()
 
 
 def test_unreachable_url_names_url_and_the_way_out(tmp_path):

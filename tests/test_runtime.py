@@ -65,6 +65,16 @@ def test_device_auto_falls_back_to_cpu_and_named_absent_device_is_an_error(monke
     assert runtime.pick_device("auto").type == "cpu"
     with pytest.raises(runtime.UserError, match="no cuda device is available"):
         runtime.pick_device("cuda")
+    with pytest.raises(runtime.UserError, match=r"'cuda:0' but this machine has no CUDA GPU.*train.device=auto"):
+        runtime.pick_device("cuda:0")
+
+
+def test_one_gpu_of_several_is_named_and_an_absent_one_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert runtime.pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(runtime.UserError, match=r"'cuda:2' but this machine has GPUs cuda:0 to cuda:1"):
+        runtime.pick_device("cuda:2")
 
 
 def test_precision_auto_is_fp32_without_native_bf16(monkeypatch):
