@@ -57,7 +57,7 @@ def main() -> None:
         for seed in tp.seeds:
             for precision in ("fp32", "bf16"):  # alternated, seed by seed
                 start = time.perf_counter()
-                model, _ = train_seeds(name, variant, config, data, (seed,), tp, device, precision)
+                model, _, _ = train_seeds(name, variant, config, data, (seed,), tp, device, precision)
                 acc = (predict(model, data.x_test, "fp32")[0].argmax(1) == data.y_test).float().mean().item()
                 runs.append({"variant": name, "seed": seed, "precision": precision, "test_acc": acc,
                              "seconds": time.perf_counter() - start})

@@ -68,7 +68,7 @@ def run_project(ds, epochs: int, device, precision: str, mean, std, variant=None
     data = to_device(ds, device)
     accs = []
     for group in seed_groups(tp.seeds, per_step):
-        _, histories = train_seeds("bench", variant, config, data, group, tp, device, precision)
+        _, histories, _ = train_seeds("bench", variant, config, data, group, tp, device, precision)
         accs += [h[-1]["test/acc"] for h in histories.values()]
     return statistics.median(accs)
 

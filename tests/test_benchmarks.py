@@ -33,3 +33,18 @@ def test_pipeline_breakdown_reads_stage_lines():
 def test_pipeline_breakdown_leaves_a_silent_stage_unmeasured():
     rows = breakdown(3.0, [(0.5, "Running stage 'compare':"), (2.0, "error: something")])
     assert rows[0]["process"] is None and rows[0]["dvc"] is None and rows[0]["wall"] == pytest.approx(2.5)
+
+
+def test_bench_train_modes_run_on_tiny_data(small_archive):
+    """Each mode bench_train times runs end to end with the trainer as it is (a smoke test)."""
+    import torch
+
+    from benchmarks.bench_train import run_blog, run_bound, run_project
+    from stages import cifar, params
+
+    ds = cifar.parse_archive(small_archive)
+    cpu, mean, std = torch.device("cpu"), (0.5,) * 3, (0.25,) * 3
+    dropout = params.load("params.yaml").variants["dropout_both"]
+    assert 0 <= run_project(ds, 1, cpu, "fp32", mean, std, dropout, seeds=3, per_step=2) <= 1
+    assert 0 <= run_blog(ds, 1, cpu, "fp32", mean, std) <= 1
+    assert run_bound(ds, 1, cpu, "fp32", mean, std) is None
