@@ -235,3 +235,114 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
     metrics = json.loads((tmp_path / "results/baseline/metrics.json").read_text())
     assert metrics["seeds"] == 1
     assert "up to date" in proj.dvc("status", "evaluate@baseline").stdout
+
+
+# --- the plots page, offline ---------------------------------------------------------------
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  # the network off: every request goes to a closed port, every name fails to resolve
+                  "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+                  "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
+                  "--virtual-time-budget=15000", "--dump-dom")
+
+
+def _render(page, profile) -> tuple[str, str]:
+    """(the DOM after scripts ran, Chromium's log with the page's console messages)."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs headless Chromium (Debian: apt-get install chromium; .ci/run installs it)")
+    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    return proc.stdout, proc.stderr
+
+
+def _drawn(dom: str) -> int:
+    """How many Vega views drew their marks (a canvas or an SVG each)."""
+    return dom.count('class="marks"')
+
+
+def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
+    """`dvc plots show` uses the page with Vega inlined: every interactive chart draws offline,
+    with no console error; DVC's default page (Vega from a CDN) draws none, as a control."""
+    from dvc_render.html import PAGE_HTML
+
+    out = tmp_path / "plots"
+    full_run.dvc("plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    charts = html.count("vegaEmbed('#")
+    assert charts >= 2 + 1 + 8  # 2 learning-curve charts, the forest plot, 8 confusion matrices
+    assert "cdn.jsdelivr.net" not in html and "effects.csv" in html
+    dom, log = _render(out / "index.html", tmp_path / "profile")
+    assert _drawn(dom) == charts, log[-3000:]
+    console = [line for line in log.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "rror" in line or "Uncaught" in line], console
+
+    default = tmp_path / "default.html"
+    default.write_text(PAGE_HTML)
+    full_run.dvc("plots", "show", "-o", str(tmp_path / "cdn"), "--html-template", str(default))
+    assert "cdn.jsdelivr.net" in (tmp_path / "cdn/index.html").read_text()
+    dom, _ = _render(tmp_path / "cdn/index.html", tmp_path / "profile-cdn")
+    assert _drawn(dom) == 0  # offline, DVC's own page stays blank: the check above can fail
+
+
+def test_plots_diff_page_draws_offline_too(full_run, tmp_path):
+    full_run.dvc("plots", "diff", "HEAD", "-o", str(tmp_path / "diff"))
+    html = (tmp_path / "diff/index.html").read_text()
+    dom, log = _render(tmp_path / "diff/index.html", tmp_path / "profile")
+    assert _drawn(dom) == html.count("vegaEmbed('#") > 0, log[-3000:]
+
+
+# --- a team on one study: git for params and metrics, a DVC remote for data and models ------
+
+
+def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path):
+    """A runs the pipeline and pushes; B pulls and finds everything up to date, diffs A's
+    branch, and sees A's experiment after `dvc exp pull`."""
+    from tests.dvc_project import Project
+
+    origin, storage = tmp_path / "origin.git", tmp_path / "storage"
+    a = make_project(tmp_path / "a")
+    a.run("git", "init", "-q", "--bare", "-b", "main", str(origin))
+    raw = a.params()
+    raw["train"].update({"epochs": 1, "seeds": [0, 1]})
+    raw["variants"] = {k: raw["variants"][k] for k in ("baseline", "norm_inputs")}
+    raw["compare"]["parents"] = {}
+    a.set_params(raw)
+    a.dvc("remote", "add", "-d", "storage", str(storage))
+    a.dvc("repro")
+    a.commit("tiny study")
+    a.dvc("push")
+    a.git("remote", "add", "origin", str(origin))
+    a.git("push", "-q", "-u", "origin", "main")
+
+    b = Project(tmp_path / "b")
+    a.run("git", "clone", "-q", str(origin), str(b.path))
+    b.dvc("pull")
+    assert (b.path / "models/baseline/seed_1.pt").is_file() and (b.path / "page/dvc-plots.html").is_file()
+    assert "up to date" in b.dvc("status").stdout
+    assert "Running stage" not in b.dvc("repro").stdout
+    assert (b.path / "compare/summary.json").read_text() == (a.path / "compare/summary.json").read_text()
+
+    a.git("checkout", "-q", "-b", "faster-lr")
+    raw["variants"]["norm_inputs"]["lr"] = 0.003
+    a.set_params(raw)
+    a.dvc("repro")
+    a.commit("norm_inputs at lr 0.003")
+    a.dvc("push")
+    a.git("push", "-q", "origin", "faster-lr")
+    b.git("fetch", "-q", "origin")
+    diff = json.loads(b.dvc("metrics", "diff", "origin/faster-lr", "--json").stdout)
+    assert diff["results/norm_inputs/metrics.json"] and not diff.get("results/baseline/metrics.json")
+
+    a.git("checkout", "-q", "main")
+    a.dvc("checkout")
+    a.dvc("exp", "run", "-n", "dense-lr", "-S", "variants.baseline.lr=0.002")
+    a.dvc("exp", "push", "origin", "dense-lr")
+    b.dvc("exp", "pull", "origin", "dense-lr")
+    shown = b.dvc("exp", "show", "--csv").stdout
+    assert "dense-lr" in shown
+    assert "0.002" in [line for line in shown.splitlines() if "dense-lr" in line][0]
