@@ -33,6 +33,8 @@ def test_welch_matches_scipy_and_hand_computed_ci():
     half = sps.t.ppf(0.975, df) * se
     assert (t.se, t.df) == pytest.approx((se, df))
     assert (t.ci_low, t.ci_high) == pytest.approx((0.11 - half, 0.11 + half))
+    ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (t.ci_low, t.ci_high) == pytest.approx((ci.low, ci.high))
     # Unequal spreads: df falls below na + nb - 2, so the CI is wider than the pooled one.
     u = compare.welch([0.70, 0.75, 0.72, 0.68], [0.71, 0.711, 0.709])
     assert u.df < 5 and u.ci_low < u.diff < u.ci_high
@@ -56,6 +58,9 @@ def test_minimum_detectable_effect_has_the_stated_power():
     se, df = 0.004, 18.0
     mde = compare.detectable(se, df, 0.05)
     assert compare.power(mde, se, df, 0.05) == pytest.approx(0.80, abs=1e-6)
+    crit = sps.t.ppf(0.975, df)  # the same power from scipy.stats' noncentral t
+    assert compare.power(mde, se, df, 0.05) == pytest.approx(
+        sps.nct.sf(crit, df, mde / se) + sps.nct.cdf(-crit, df, mde / se), abs=1e-9)
     # Close to the normal-approximation rule (z_0.975 + z_0.8) se, a little larger for the t.
     assert 2.8 * se < mde < 3.1 * se
     assert compare.detectable(se, df, 0.005) > mde  # a stricter level needs a larger effect
