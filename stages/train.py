@@ -322,9 +322,10 @@ SEED_BYTES = 128 * 2**20
 
 def seeds_per_step(requested: int | str, n_seeds: int, device: torch.device, precision: str) -> int:
     """How many seeds share one step: ``train.seeds_per_step``, or for ``auto`` all that
-    fit half the free memory of a GPU, and one on a CPU (there a stack of S is slower per
-    model than S seeds one after another: 29.6, 32.9, 38.1 ms per model-step for S = 1, 3,
-    10 on a 2-core EPYC; a GPU at batch 64 is launch-bound, so S seeds cost about one)."""
+    fit half the free memory of a GPU, and one on a CPU (there a stack of S trains fewer
+    images per second per model than S seeds one after another: 0.85-0.88x for S = 3 on a
+    2-core EPYC, `bench_train --seeds`; a GPU at batch 64 is launch-bound, so S seeds cost
+    about one)."""
     if requested != "auto":
         return max(1, min(int(requested), n_seeds))
     if device.type == "cuda":
@@ -401,7 +402,13 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(tp.device)
     precision = pick_precision(tp.precision, device)
     configure_torch(device, tp.deterministic)
-    ds = cifar.load(args.data)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # read the data file while CUDA makes its context (seconds)
+        loading = pool.submit(cifar.load, args.data)
+        if device.type == "cuda":
+            torch.zeros(1, device=device)
+        ds = loading.result()
     data = to_device(ds, device)
     config = model_config(variant, stats, ds.classes)
     per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device, precision)
