@@ -186,12 +186,14 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> dict:
                         f"ci95_high_vs_{label}": t.ci_high, f"p_vs_{label}": t.p, f"p_adj_vs_{label}": p_adj,
                         f"mde_vs_{label}": detectable(t.se, t.df, level), f"verdict_vs_{label}": verdict})
         table[name] = row
+    # The spread for planning: the median of the variants' seed-to-seed sds, so that one
+    # unstable variant (a seed stuck at chance, say) does not set it for all of them.
     sds = [table[n]["micro_f1_std"] for n in names if table[n]["seeds"] > 1]
-    pooled = math.sqrt(float(np.mean(np.square(sds)))) if sds else None
+    typical = float(np.median(sds)) if sds else None
     return {"test": "Welch's t-test over seeds (two-sided)", "alpha": cp.alpha, "baseline": cp.baseline,
             "correction": cp.correction, "comparisons": len(tested), "mde_level": level, "power": POWER,
-            "pooled_sd": pooled,
-            "seeds_for_half_point": seeds_needed(pooled, HALF_POINT, level) if pooled is not None else None,
+            "typical_sd": typical,
+            "seeds_for_half_point": seeds_needed(typical, HALF_POINT, level) if typical is not None else None,
             "variants": table}
 
 
@@ -250,9 +252,9 @@ def answer(table: dict) -> list[str]:
              ""]
     for verdict, title in (("helps", "Helps"), ("hurts", "Hurts"), ("no detectable effect", "Could not be told apart"),):
         lines.append(f"- **{title}:** " + ("; ".join(groups[verdict]) if groups[verdict] else "none") + ".")
-    if table["pooled_sd"] is not None:
+    if table["typical_sd"] is not None:
         need = table["seeds_for_half_point"]
-        lines += ["", f"Seed-to-seed spread: sd {_pts(table['pooled_sd'], False)} points (pooled over variants). "
+        lines += ["", f"Seed-to-seed spread: sd {_pts(table['typical_sd'], False)} points (the median over variants). "
                   f"At that spread a half-point effect needs "
                   + (f"about {need} seeds per variant" if need else "more than 1,000 seeds per variant")
                   + f" to be detected with {table['power']:.0%} power at the level used here "

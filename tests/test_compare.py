@@ -105,6 +105,7 @@ def test_holm_changes_verdicts_that_ride_on_one_lucky_p():
     assert none["variants"]["lucky"]["verdict_vs_baseline"] == "helps"
     assert holm["variants"]["lucky"]["verdict_vs_baseline"] == "no detectable effect"
     assert holm["comparisons"] == 7  # the parent is the baseline: each pair counted once
+    assert holm["typical_sd"] == pytest.approx(np.std(base, ddof=1))  # every variant spreads alike
     raw = [none["variants"][n]["p_vs_baseline"] for n in scores if n != "baseline"]
     assert [holm["variants"][n]["p_adj_vs_baseline"] for n in scores if n != "baseline"] == \
         pytest.approx(compare.holm(raw))
