@@ -1,0 +1,71 @@
+"""Benchmark: what dropout adds to one training step, with the project's masks and with torch's.
+
+    python -m benchmarks.bench_dropout [--rounds 8] [--steps 10] [--p 0.2]
+
+Times forward + backward of the CNN at batch 64 on the CPU three ways, alternating in rounds
+(so machine noise hits all of them), and reports medians of ms per step:
+
+  none      no dropout
+  streams   dropout after each conv layer with the project's CPU masks (stages.model.MaskStreams)
+  torch     the same dropout with torch's F.dropout (a Bernoulli draw per activation)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--p", type=float, default=0.2)
+    ap.add_argument("--out", default="bench-out/dropout-step.json")
+    args = ap.parse_args()
+
+    import torch
+    from torch.nn import functional as F
+
+    from benchmarks.bench_train import _cpu_name
+    from stages.model import ModelConfig, Net
+    from stages.runtime import configure_torch
+
+    cpu = torch.device("cpu")
+    configure_torch(cpu, deterministic=True)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (64,))
+
+    def torch_dropout(self, z, p):
+        return F.dropout(z, p, training=True) if self.training and p else z
+
+    models = {}
+    for name in ("none", "streams", "torch"):
+        model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(memory_format=torch.channels_last)
+        if name == "torch":
+            model._dropout = torch_dropout.__get__(model)
+        models[name] = model
+        for _ in range(3):  # warm-up
+            F.nll_loss(model(x)[0], y).backward()
+    ms: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.zero_grad()
+                F.nll_loss(model(x)[0], y).backward()
+            ms[name].append((time.perf_counter() - start) / args.steps * 1000)
+    median = {name: statistics.median(v) for name, v in ms.items()}
+    report = {"cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(), "p": args.p,
+              "median_ms_per_step": median, "over_none": {k: v / median["none"] for k, v in median.items()},
+              "rounds": ms}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "rounds"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
