@@ -175,16 +175,15 @@ class MaskStreams:
         if x.dim() == 4:  # conv activations (B, S*C, H, W) in channels_last: (B, H, W, S, C) in memory
             b, c, h, w = x.shape
             out = np.empty((b, h, w, n, c // n), dtype=np.float32)
-            parts = [out[:, :, :, s] for s in range(n)]
-            tensor = lambda: torch.from_numpy(out).view(b, h, w, c).permute(0, 3, 1, 2)  # noqa: E731
+            per_seed = [out[:, :, :, s] for s in range(n)]
         else:  # dense activations (S, B, F)
             out = np.empty(tuple(x.shape), dtype=np.float32)
-            parts = [out[s] for s in range(n)]
-            tensor = lambda: torch.from_numpy(out)  # noqa: E731
-        jobs = [(self.streams[s][h], part) for s, seed_part in enumerate(parts)
-                for h, part in enumerate(np.array_split(seed_part, self.HALVES))]
+            per_seed = list(out)
+        jobs = [(self.streams[s][half], part) for s, block in enumerate(per_seed)
+                for half, part in enumerate(np.array_split(block, self.HALVES))]
         list(_pool().map(lambda job: _bernoulli_fill(job[0], job[1], 1.0 - p), jobs))
-        return tensor()
+        mask = torch.from_numpy(out)
+        return mask.view(b, h, w, c).permute(0, 3, 1, 2) if x.dim() == 4 else mask
 
 
 def _bernoulli_fill(stream: np.random.SFC64, out: np.ndarray, keep: float) -> None:

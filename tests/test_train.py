@@ -248,41 +248,44 @@ def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
     assert graphed[-1]["train/loss"] < graphed[0]["train/loss"]
 
 
-def test_diverged_run_writes_no_model(tmp_path, small_archive):
-    """A NaN loss stops the stage before anything is saved for that variant."""
+def _train_stage(tmp_path, archive, variant: str, edits: dict[str, str]):
+    """Run the train stage's main() on ``archive``, with params.yaml edited by ``edits``
+    (text replacements, first occurrence); returns the data set."""
+    import json
+
     from stages import train
 
-    ds = cifar.parse_archive(small_archive)
+    ds = cifar.parse_archive(archive)
     cifar.save(ds, tmp_path / "d.npz")
-    (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
+    (tmp_path / "stats.json").write_text(json.dumps(STATS))
     raw = (params.Path(__file__).parents[1] / "params.yaml").read_text()
-    raw = raw.replace("epochs: 10", "epochs: 2").replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]", "seeds: [0]")
-    raw = raw.replace("{normalize: false, lr: 0.001,", "{normalize: false, lr: 1.0e+30,", 1)
+    for old, new in {"epochs: 10": "epochs: 1", **edits}.items():
+        raw = raw.replace(old, new, 1)
     (tmp_path / "params.yaml").write_text(raw)
+    train.main(["--variant", variant, "--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "d.npz"),
+                "--stats", str(tmp_path / "stats.json"), "--models", str(tmp_path / "models"),
+                "--live", str(tmp_path / "live"), "--predictions", str(tmp_path / "p.npz")])
+    return ds
+
+
+SEEDS = "seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+
+def test_diverged_run_writes_no_model(tmp_path, small_archive):
+    """A NaN loss stops the stage before anything is saved for that variant."""
     with pytest.raises(DivergedError, match="variant 'baseline', seed 0, epoch 1"):
-        train.main(["--variant", "baseline", "--params", str(tmp_path / "params.yaml"), "--data",
-                    str(tmp_path / "d.npz"), "--stats", str(tmp_path / "stats.json"),
-                    "--models", str(tmp_path / "models"), "--live", str(tmp_path / "live"),
-                    "--predictions", str(tmp_path / "p.npz")])
+        _train_stage(tmp_path, small_archive, "baseline", {
+            SEEDS: "seeds: [0]", "{normalize: false, lr: 0.001,": "{normalize: false, lr: 1.0e+30,"})
     assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
     assert not (tmp_path / "p.npz").exists()
 
 
 def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(tmp_path, small_archive):
     """The saved predictions are the saved models' own fp32 predictions of the test set."""
-    from stages import train
     from stages.model import load_checkpoint, predict
 
-    ds = cifar.parse_archive(small_archive)
-    cifar.save(ds, tmp_path / "d.npz")
-    (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}')
-    raw = (params.Path(__file__).parents[1] / "params.yaml").read_text()
-    raw = raw.replace("epochs: 10", "epochs: 1").replace("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]", "seeds: [4, 2, 7]")
-    raw = raw.replace("seeds_per_step: auto", "seeds_per_step: 2")  # groups (4, 2) and (7,)
-    (tmp_path / "params.yaml").write_text(raw)
-    train.main(["--variant", "dropout_both", "--params", str(tmp_path / "params.yaml"), "--data",
-                str(tmp_path / "d.npz"), "--stats", str(tmp_path / "stats.json"), "--models",
-                str(tmp_path / "models"), "--live", str(tmp_path / "live"), "--predictions", str(tmp_path / "p.npz")])
+    ds = _train_stage(tmp_path, small_archive, "dropout_both",  # seeds in stacks (4, 2) and (7,)
+                      {SEEDS: "seeds: [4, 2, 7]", "seeds_per_step: auto": "seeds_per_step: 2"})
     with np.load(tmp_path / "p.npz", allow_pickle=False) as z:
         assert z["seeds"].tolist() == [4, 2, 7] and z["classes"].tolist() == list(ds.classes)
         assert np.array_equal(z["y_true"], ds.y_test)
