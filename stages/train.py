@@ -265,6 +265,9 @@ def train_seeds(
     last epoch's evaluation when training ran in fp32, else one more pass in fp32, so every
     variant is scored alike whatever precision trained it.
     """
+    # Python's, NumPy's and torch's global generators, from the stack's first seed: on a GPU
+    # dropout draws from torch's (a seed's own init, shuffling and CPU masks have their own).
+    seed_everything(seeds[0])
     model = Net(config, seeds).to(device, memory_format=torch.channels_last)
     graphed = cuda_graphs and device.type == "cuda"
     opt = make_optimizer(model, variant, device, capturable=graphed)

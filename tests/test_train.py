@@ -164,6 +164,14 @@ def test_dropout_seed_in_a_stack_trains_as_alone_on_the_cpu(data):
         torch.testing.assert_close(stack.single(1).state_dict()[name], p, rtol=1e-4, atol=1e-5)
 
 
+def test_torchs_global_generator_is_seeded_for_gpu_dropout(data):
+    """On a GPU, dropout draws from torch's global generator: training seeds it (from the
+    stack's first seed), so GPU runs repeat too."""
+    torch.manual_seed(12345)
+    run_stack(data, params.Variant(), (7, 3), epochs=1)
+    assert torch.initial_seed() == 7
+
+
 def test_seed_groups_and_seeds_per_step():
     assert seed_groups(tuple(range(10)), 4) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
     assert seed_groups((3, 1), 10) == [(3, 1)]
