@@ -282,12 +282,11 @@ def read_folder(source: Path) -> dict[str, bytes]:
     names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
     unexpected = sorted(names - set(wanted) - set(FOLDER_EXTRAS))
     missing = sorted(set(wanted) - names)
-    if missing or unexpected:
-        problem = (f"lacks {', '.join(missing)}" if missing else "") + \
-                  ("; " if missing and unexpected else "") + \
-                  (f"holds unexpected {', '.join(unexpected)}" if unexpected else "")
+    problems = [f"{what} {', '.join(files)}" for what, files in (("lacks", missing), ("holds unexpected", unexpected))
+                if files]
+    if problems:
         raise ArchiveError(
-            f"{folder} {problem}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly data_batch_1..5, "
+            f"{folder} {'; '.join(problems)}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly data_batch_1..5, "
             "test_batch and batches.meta (and readme.html). Point data.source at that folder, the "
             "folder holding it, or cifar-10-python.tar.gz."
         )
