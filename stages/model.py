@@ -83,22 +83,22 @@ class Net(nn.Module):
     def reset_parameters(self) -> None:
         """Each seed's weights drawn from a generator seeded with that seed alone.
 
-        ``default`` is PyTorch's own init of Conv2d/Linear (weights and biases uniform in
-        +-1/sqrt(fan_in)); ``kaiming_uniform`` draws weights in +-sqrt(6/fan_in) (He et al.,
-        for ReLU) and keeps the default biases.  A seed gets the same weights in any stack.
+        ``default`` is PyTorch's own init of Conv2d/Linear (``kaiming_uniform_`` with a = sqrt(5):
+        weights and biases uniform in +-1/sqrt(fan_in)); ``kaiming_uniform`` draws weights in
+        +-sqrt(6/fan_in) (He et al., for ReLU) and keeps the default biases.  Each seed's slice
+        is initialised as a model of its own, so a seed gets the same weights in any stack.
         """
-        with torch.no_grad():
-            for s, seed in enumerate(self.seeds):
-                g = torch.Generator().manual_seed(seed)
-                for name in LAYERS:
-                    layer = getattr(self, name)
-                    w, b = layer.weight.chunk(self.n_seeds)[s], layer.bias.chunk(self.n_seeds)[s]
-                    fan_in = w[0].numel()
-                    gain = math.sqrt(6.0) if self.config.init == "kaiming_uniform" else 1.0
-                    w.copy_(torch.empty(w.shape).uniform_(-gain / math.sqrt(fan_in), gain / math.sqrt(fan_in),
-                                                          generator=g))
-                    b.copy_(torch.empty(b.shape).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in),
-                                                          generator=g))
+        for s, seed in enumerate(self.seeds):
+            g = torch.Generator().manual_seed(seed)
+            for name in LAYERS:
+                layer = getattr(self, name)
+                w, b = layer.weight.data.chunk(self.n_seeds)[s], layer.bias.data.chunk(self.n_seeds)[s]
+                if self.config.init == "kaiming_uniform":
+                    nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g)
+                else:
+                    nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+                bound = 1 / math.sqrt(w[0].numel())  # fan_in
+                nn.init.uniform_(b, -bound, bound, generator=g)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, S*3, 32, 32), seed s's in channels 3s..3s+2 -> (S, B, classes)."""

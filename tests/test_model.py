@@ -115,6 +115,19 @@ def test_cpu_masks_differ_between_seeds_and_follow_their_seed():
     assert torch.equal(MaskStreams((1,)).mask(torch.ones(1, 16, 64), 0.5)[0], dense[1])
 
 
+def test_default_init_is_pytorchs_own_for_the_tutorials_layers():
+    """Seed s's default weights are bit for bit those of nn.Conv2d/nn.Linear made after
+    torch.manual_seed(s): PyTorch's own default init, layer by layer."""
+    from torch import nn
+
+    for seed in (0, 5):
+        torch.manual_seed(seed)
+        ref = [nn.Conv2d(3, 32, 3), nn.Conv2d(32, 64, 3), nn.Conv2d(64, 64, 3), nn.Linear(1024, 64), nn.Linear(64, 10)]
+        ours = Net(ModelConfig(), (9, seed)).single(1)
+        for mine, theirs in zip((ours.conv1, ours.conv2, ours.conv3, ours.fc1, ours.fc2), ref):
+            assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+
+
 def test_a_stack_is_its_seeds_side_by_side():
     """Seed s of a stack: the same initial weights and outputs as a model of seed s alone."""
     cfg = ModelConfig(normalize=True, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), init="kaiming_uniform")
