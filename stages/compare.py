@@ -134,13 +134,19 @@ def detectable(se: float | None, df: float | None, level: float, target: float =
 def seeds_needed(sd: float, effect: float, level: float, target: float = POWER, cap: int = 1000) -> int | None:
     """Seeds per variant for ``effect`` to be detected with probability ``target``, if both
     variants spread like ``sd``; None when more than ``cap``."""
+    def enough(n: int) -> bool:
+        mde = detectable(sd * math.sqrt(2 / n), 2 * n - 2.0, level, target)
+        return mde is not None and mde <= effect
+
     if sd == 0:
         return 2
-    for n in range(2, cap + 1):
-        mde = detectable(sd * math.sqrt(2 / n), 2 * n - 2.0, level, target)
-        if mde is not None and mde <= effect:
-            return n
-    return None
+    if not enough(cap):
+        return None
+    low, high = 1, cap  # the detectable effect shrinks as seeds grow: binary search
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 def parent_of(names: list[str], name: str, parents: dict[str, str]) -> str | None:
