@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from stages.runtime import UserError, atomic_path
+from stages.runtime import UserError, atomic_path, write_npz
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -309,16 +309,8 @@ def read_folder(source: Path) -> dict[str, bytes]:
 
 def save(dataset: Dataset, target: Path) -> None:
     """Write the data set as one uncompressed .npz, atomically."""
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                x_train=dataset.x_train,
-                y_train=dataset.y_train,
-                x_test=dataset.x_test,
-                y_test=dataset.y_test,
-                classes=np.array(dataset.classes, dtype=str),
-            )
+    write_npz(target, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
+              y_test=dataset.y_test, classes=np.array(dataset.classes, dtype=str))
 
 
 def load(path: Path) -> Dataset:

@@ -118,6 +118,15 @@ def write_csv(target: str | Path, header: list[str], rows: Iterable[Sequence]) -
             out.writerows(rows)
 
 
+def write_npz(target: str | Path, **arrays) -> None:
+    """Write NumPy ``arrays`` as one uncompressed .npz (no pickles inside), atomically."""
+    import numpy as np
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def read_json(path: str | Path, stage: str):
     path = require(path, stage)
     try:

@@ -44,6 +44,7 @@ from stages.runtime import (
     read_json,
     run_main,
     seed_everything,
+    write_npz,
 )
 
 log = logging.getLogger("cifar10_tricks.train")
@@ -361,12 +362,8 @@ def write_predictions(target: Path, seeds, y_true: np.ndarray, pred: np.ndarray,
     ``seeds`` (S,), ``y_true`` (N,), ``pred`` (S, N) predicted class and ``nll`` (S, N) the
     negative log-likelihood of the true class, per seed and test image; ``classes``.
     """
-    from stages.runtime import atomic_path
-
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, seeds=np.asarray(seeds, dtype=np.int64), y_true=y_true.astype(np.int64),
-                     pred=pred.astype(np.int64), nll=nll.astype(np.float32), classes=np.array(classes, dtype=str))
+    write_npz(target, seeds=np.asarray(seeds, dtype=np.int64), y_true=y_true.astype(np.int64),
+              pred=pred.astype(np.int64), nll=nll.astype(np.float32), classes=np.array(classes, dtype=str))
 
 
 def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
