@@ -173,6 +173,7 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> dict:
     raw = [tests[pair].p for pair in tested]
     adjusted = dict(zip(tested, holm(raw) if cp.correction == "holm" else raw))
     level = cp.alpha / len(tested) if cp.correction == "holm" and tested else cp.alpha
+    mdes = {pair: detectable(t.se, t.df, level) for pair, t in tests.items()}
     table = {}
     for name in names:
         mean, std, low, high = mean_ci(scores[name])
@@ -190,7 +191,7 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> dict:
                 verdict = "no detectable effect"
             row.update({f"vs_{label}": ref, f"diff_vs_{label}": t.diff, f"ci95_low_vs_{label}": t.ci_low,
                         f"ci95_high_vs_{label}": t.ci_high, f"p_vs_{label}": t.p, f"p_adj_vs_{label}": p_adj,
-                        f"mde_vs_{label}": detectable(t.se, t.df, level), f"verdict_vs_{label}": verdict})
+                        f"mde_vs_{label}": mdes[(name, ref)], f"verdict_vs_{label}": verdict})
         table[name] = row
     # The spread for planning: the median of the variants' seed-to-seed sds, so that one
     # unstable variant (a seed stuck at chance, say) does not set it for all of them.

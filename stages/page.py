@@ -49,7 +49,7 @@ def page_html(bundle: str, versions: dict[str, str]) -> str:
     """DVC's page template around ``bundle``; its placeholders stay for DVC to fill."""
     # A literal "</script" inside the code would end the <script> element early.
     safe = bundle.replace("</script", "<\\/script")
-    return PAGE.format(bundle=safe, vega=versions.get("vega", "?"), vega_lite=versions.get("vega-lite", "?"))
+    return PAGE.format(bundle=safe, vega=versions["vega"], vega_lite=versions["vega-lite"])
 
 
 def vega_bundle() -> tuple[str, dict[str, str]]:
