@@ -6,7 +6,8 @@ Times forward + backward of the CNN at batch 64 on the CPU three ways, alternati
 (so machine noise hits all of them), and reports medians of ms per step:
 
   none      no dropout
-  streams   dropout after each conv layer with the project's CPU masks (stages.model.MaskStreams)
+  streams   dropout after each conv layer's ReLU with the project's CPU masks
+            (stages.model.MaskStreams, applied in place, scaled after the pool)
   torch     the same dropout with torch's F.dropout (a Bernoulli draw per activation)
 """
 
@@ -39,14 +40,15 @@ def main() -> None:
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (64,))
 
-    def torch_dropout(self, z, p):
-        return F.dropout(z, p, training=True) if self.training and p else z
+    def torch_dropout(self, z, p, pool=False):  # ReLU, F.dropout, pool: what the model did before
+        z = F.dropout(F.relu(z), p, training=True) if self.training and p else F.relu(z)
+        return F.max_pool2d(z, 2) if pool else z
 
     models = {}
     for name in ("none", "streams", "torch"):
         model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(memory_format=torch.channels_last)
         if name == "torch":
-            model._dropout = torch_dropout.__get__(model)
+            model._relu_dropout = torch_dropout.__get__(model)
         models[name] = model
         for _ in range(3):  # warm-up
             F.nll_loss(model(x)[0], y).backward()

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 import numpy as np
 
@@ -48,19 +49,19 @@ def test_normalisation_is_applied():
 
 
 def _dropout_calls(cfg, train=True, seeds=(0,)):
-    """(site, input shape, fraction of non-zero inputs it zeroed) for each dropout call."""
+    """(site, input shape, fraction of the ReLU's non-zero outputs it zeroed) per dropout site."""
     model = Net(cfg, seeds).train(train)
     calls = []
-    inner = model._dropout
+    inner = model._relu_dropout
 
-    def record(x, p):
-        out = inner(x, p)
-        alive = x != 0
+    def record(x, p, pool=False):
+        alive = F.relu(x) != 0
+        out = inner(x.clone(), p)  # unpooled; the pool comes after, as in the model
         site = "conv" if x.dim() == 4 else "dense"
         calls.append((site, tuple(x.shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item()))
-        return out
+        return F.max_pool2d(out, 2) if pool else out
 
-    model._dropout = record
+    model._relu_dropout = record
     model(images(64))
     return calls
 
@@ -89,30 +90,51 @@ def test_dropout_inactive_in_eval_mode():
     torch.testing.assert_close(model(x), model(x))
 
 
-def test_cpu_masks_are_exact_bernoulli_scaled_by_one_over_keep():
-    """Values 0 and 1/(1-p) only; the kept share is 1-p within sampling error (2.6 M draws)."""
+def _dropped(streams, x, p):
+    y = x.clone()
+    assert streams.drop_(y, p) is y
+    return y
+
+
+def test_cpu_masks_are_exact_bernoulli():
+    """Each value kept as it is or zeroed; the kept share is 1-p within sampling error (1.8 M draws)."""
     for p in (0.2, 0.5, 0.9):
         x = torch.ones(64, 32, 30, 30).contiguous(memory_format=torch.channels_last)
-        m = MaskStreams((0,)).mask(x, p)
-        assert m.shape == x.shape
-        assert torch.unique(m).tolist() == pytest.approx([0.0, 1 / (1 - p)])
-        kept = (m > 0).double().mean().item()
+        m = _dropped(MaskStreams((0,)), x, p)
+        assert torch.unique(m).tolist() == [0.0, 1.0]
+        kept = m.double().mean().item()
         sd = math.sqrt(p * (1 - p) / m.numel())
         assert abs(kept - (1 - p)) < 5 * sd, (p, kept)
 
 
 def test_cpu_masks_differ_between_seeds_and_follow_their_seed():
-    """A stack's seed blocks get different masks; a seed's masks are its own in any stack, and
-    the same again for the same seed (deterministic)."""
+    """A stack's seed blocks get different masks; a seed's masks are its own in any stack and
+    any memory layout, and the same again for the same seed (deterministic)."""
     x = torch.ones(16, 3 * 32, 8, 8).contiguous(memory_format=torch.channels_last)
-    stack = MaskStreams((0, 1, 2)).mask(x, 0.5).chunk(3, dim=1)
+    stack = _dropped(MaskStreams((0, 1, 2)), x, 0.5).chunk(3, dim=1)
     assert not torch.equal(stack[0], stack[1]) and not torch.equal(stack[1], stack[2])
-    alone = MaskStreams((1,)).mask(x[:, :32], 0.5)
+    alone = _dropped(MaskStreams((1,)), x[:, :32].contiguous(memory_format=torch.channels_last), 0.5)
     assert torch.equal(alone, stack[1])
-    assert torch.equal(MaskStreams((1,)).mask(x[:, :32], 0.5), alone)
-    dense = MaskStreams((0, 1)).mask(torch.ones(2, 16, 64), 0.5)
+    assert torch.equal(_dropped(MaskStreams((1,)), x[:, :32].contiguous(), 0.5), alone)  # NCHW memory
+    dense = _dropped(MaskStreams((0, 1)), torch.ones(2, 16, 64), 0.5)
     assert not torch.equal(dense[0], dense[1])
-    assert torch.equal(MaskStreams((1,)).mask(torch.ones(1, 16, 64), 0.5)[0], dense[1])
+    assert torch.equal(_dropped(MaskStreams((1,)), torch.ones(1, 16, 64), 0.5)[0], dense[1])
+
+
+def test_cpu_dropout_scales_kept_values_and_its_gradient_is_relus_through_the_kept():
+    """Kept activations are relu(x)/(1-p), pooled or not (scaling after the pool gives the
+    same bits); the gradient flows exactly where the output is non-zero, scaled alike."""
+    model = Net(ModelConfig(dropout_conv=0.25)).train()
+    x0 = torch.randn(8, 32, 30, 30, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = model._relu_dropout(x0 * 1.0, 0.25)  # x0 * 1.0: the layer works in place on its input
+    kept = out != 0
+    assert 0.6 < kept.float().sum().item() / (x0 > 0).sum().item() < 0.9
+    torch.testing.assert_close(out[kept], F.relu(x0)[kept] * (1 / 0.75), rtol=0, atol=0)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(g)
+    torch.testing.assert_close(x0.grad, torch.where(kept, g * (1 / 0.75), 0.0), rtol=0, atol=0)
+    y = F.relu(torch.randn(8, 32, 30, 30, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(F.max_pool2d(y, 2) * (1 / 0.75), F.max_pool2d(y * (1 / 0.75), 2))
 
 
 def test_default_init_is_pytorchs_own_for_the_tutorials_layers():
