@@ -255,7 +255,7 @@ def answer(table: dict) -> list[str]:
     lines = ["## Does each trick help?", "",
              f"Each rung against the rung it builds on: difference in mean test micro-F1 in points with its "
              f"95% CI, over {seeds} seeds; Welch's t-test, {correction}"
-             f"{table['comparisons']} comparisons{'' if table['correction'] == 'holm' else ''}, alpha {table['alpha']}.",
+             f"{table['comparisons']} comparisons, alpha {table['alpha']}.",
              ""]
     for verdict, title in (("helps", "Helps"), ("hurts", "Hurts"), ("no detectable effect", "Could not be told apart"),):
         lines.append(f"- **{title}:** " + ("; ".join(groups[verdict]) if groups[verdict] else "none") + ".")
@@ -297,6 +297,8 @@ def markdown(table: dict) -> str:
 
 
 VERDICT_COLORS = {"helps": "#2b8a3e", "hurts": "#c92a2a", "no detectable effect": "#4c6ef5"}
+# The forest plot's data, one row per comparison (effect_rows), as effects.csv's columns.
+EFFECT_FIELDS = ("variant", "rung", "comparison", "reference", "effect", "ci_low", "ci_high", "p_adjusted", "verdict")
 
 
 def effect_rows(table: dict) -> list[dict]:
@@ -347,9 +349,14 @@ def forest_plot(table: dict, target: Path) -> None:
     ax.set_title(f"Effect of each trick, 95% CI, {seeds} seed(s); colour: verdict (Welch, {corr}, "
                  f"alpha {table['alpha']:.2g})", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+    _save_png(fig, target)
+
+
+def _save_png(fig, target: Path) -> None:
+    """A matplotlib Figure made without pyplot (no GUI backend, no global state), atomically."""
     fig.tight_layout()
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")  # a Figure without pyplot: no GUI backend, no global state
+        fig.savefig(tmp, format="png")
 
 
 def bar_chart(table: dict, target: Path) -> None:
@@ -363,7 +370,7 @@ def bar_chart(table: dict, target: Path) -> None:
                      (rows[n]["ci95_high"] if rows[n]["ci95_high"] is not None else m) - m]
                     for n, m in zip(names, means)]).T
     colors = ["#999999" if n == table["baseline"] else
-              {"helps": "#2b8a3e", "hurts": "#c92a2a"}.get(rows[n].get("verdict_vs_baseline"), "#4c6ef5")
+              VERDICT_COLORS.get(rows[n].get("verdict_vs_baseline"), VERDICT_COLORS["no detectable effect"])
               for n in names]
     fig = Figure(figsize=(9, 4.8), dpi=120)
     ax = fig.subplots()
@@ -384,9 +391,7 @@ def bar_chart(table: dict, target: Path) -> None:
                  f"baseline (Welch, {table['correction']}, alpha {table['alpha']:.2g})", fontsize=9)
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")  # a Figure without pyplot: no GUI backend, no global state
+    _save_png(fig, target)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -399,12 +404,8 @@ def main(argv: list[str] | None = None) -> None:
     p = params.load(args.params)
     names = list(p.variants)
     table = compare(read_scores(args.results, names), p.compare)
-    effects = effect_rows(table)
-    if effects:
-        write_csv(args.out / "effects.csv", list(effects[0]), [list(r.values()) for r in effects])
-    else:  # a single variant: nothing to compare, but the plot's file still exists
-        write_csv(args.out / "effects.csv", ["variant", "rung", "comparison", "reference", "effect", "ci_low",
-                                             "ci_high", "p_adjusted", "verdict"], [])
+    # With a single variant there is nothing to compare, but the plot's file still exists.
+    write_csv(args.out / "effects.csv", list(EFFECT_FIELDS), [[r[f] for f in EFFECT_FIELDS] for r in effect_rows(table)])
     curves = read_curves(args.results, names)
     write_csv(args.out / "curves.csv", list(curves[0]), [list(r.values()) for r in curves])
     bar_chart(table, args.out / "micro_f1.png")
