@@ -170,8 +170,9 @@ def child(args) -> None:
         kwargs = {"variant": variant, "seeds": args.n_seeds, "per_step": args.per_step}
     if device.type == "cuda":  # the CUDA context (seconds) is process start-up, not training
         torch.zeros(1, device=device).sum().item()
-    # So is torch._dynamo, which torch.optim imports when the first optimizer is made (3-5 s),
-    # whatever the training loop: all three modes would otherwise pay it inside the timing.
+    # So is torch._dynamo, which torch.optim imports when the first optimizer is made (3-5 s):
+    # the blog's loop (torch.optim.Adam) would pay it inside its timing; the project's trainer
+    # never imports it.  Imported here, before the clock, so every mode times training alone.
     import torch._dynamo  # noqa: F401
     start = time.perf_counter()
     acc = fn(ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std, **kwargs)
