@@ -48,3 +48,20 @@ def test_bench_train_modes_run_on_tiny_data(small_archive):
     assert 0 <= run_project(ds, 1, cpu, "fp32", mean, std, dropout, seeds=3, per_step=2) <= 1
     assert 0 <= run_blog(ds, 1, cpu, "fp32", mean, std) <= 1
     assert run_bound(ds, 1, cpu, "fp32", mean, std) is None
+
+
+def test_bench_stack_ways_train_the_same_models():
+    """grouped, vmap and sequential compute the same steps, so their timings compare like with like."""
+    import torch
+
+    from benchmarks.bench_stack import WAYS, build
+
+    cpu = torch.device("cpu")
+    built = {way: build(way, 2, cpu, batch=8) for way in WAYS}
+    first = {way: loss for way, (_, loss) in built.items()}
+    second = {way: step().detach() for way, (step, _) in built.items()}
+    assert first["grouped"][0] != first["grouped"][1]  # two seeds, two models
+    for way in ("vmap", "sequential"):
+        assert torch.allclose(first[way], first["grouped"], rtol=1e-5)
+        assert torch.allclose(second[way], second["grouped"], rtol=1e-4)
+    assert not torch.allclose(second["grouped"], first["grouped"], rtol=1e-4)  # Adam stepped
