@@ -8,9 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from stages import cifar, params
-from stages.model import Net
+from stages.model import ModelConfig, Net
 from stages.runtime import configure_torch
 from stages.train import (
     DivergedError,
@@ -178,6 +179,31 @@ def test_seed_groups_and_seeds_per_step():
     assert seeds_per_step("auto", 10, CPU, "fp32") == 1  # stacking does not pay on a CPU
     assert seeds_per_step(4, 10, CPU, "fp32") == 4
     assert seeds_per_step(32, 10, CPU, "fp32") == 10
+
+
+def test_seeds_per_step_auto_on_a_gpu_fills_half_its_free_memory(monkeypatch):
+    """On a GPU ``auto`` stacks as many seeds as half the free memory holds (128 MB a seed
+    in fp32, half that in bf16), never fewer than one nor more than there are."""
+    gib = 2**30
+    cuda, mps = torch.device("cuda"), torch.device("mps")
+    for free, precision, expected in [(4 * gib, "fp32", 10), (1 * gib, "fp32", 4), (1 * gib, "bf16", 8),
+                                      (100 * 2**20, "fp32", 1)]:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 80 * gib))
+        assert seeds_per_step("auto", 10, cuda, precision) == expected
+    monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 3 * gib)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 2 * gib)
+    assert seeds_per_step("auto", 10, mps, "fp32") == 4
+    assert seeds_per_step(2, 10, cuda, "fp32") == 2  # a number is a cap, whatever the memory
+
+
+def test_off_the_cpu_dropout_is_torchs(monkeypatch):
+    """Off the CPU the model draws its masks with F.dropout (on the GPU's generator), never
+    the NumPy streams, which need host memory."""
+    calls = []
+    monkeypatch.setattr(F, "dropout", lambda x, p, training: calls.append(p) or x)
+    model = Net(ModelConfig(dropout_conv=0.2, dropout_dense=0.3), (0, 1)).to("meta")
+    out = model(torch.zeros(4, 6, 32, 32, dtype=torch.uint8, device="meta"))
+    assert out.shape == (2, 4, 10) and calls == [0.2, 0.2, 0.2, 0.3] and model.masks is None
 
 
 def test_grouped_training_gives_each_seed_the_same_model(data):
