@@ -40,15 +40,11 @@ def main() -> None:
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (64,))
 
-    def torch_dropout(self, z, p, pool=False):  # ReLU, F.dropout, pool: what the model did before
-        z = F.dropout(F.relu(z), p, training=True) if self.training and p else F.relu(z)
-        return F.max_pool2d(z, 2) if pool else z
-
     models = {}
     for name in ("none", "streams", "torch"):
         model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(memory_format=torch.channels_last)
-        if name == "torch":
-            model._relu_dropout = torch_dropout.__get__(model)
+        if name == "torch":  # the model's own off-CPU path, on the CPU
+            model._relu_dropout = model._relu_torch_dropout
         models[name] = model
         for _ in range(3):  # warm-up
             F.nll_loss(model(x)[0], y).backward()

@@ -34,10 +34,9 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
     """``(step, first_losses)``: a closure running one Adam step of ``n_seeds`` models the
     given way, and each seed's loss on its first step, (S,) on the CPU."""
     import torch
-    from torch.nn import functional as F
 
     from stages.model import ModelConfig, Net, stack_images
-    from stages.train import Adam
+    from stages.train import Adam, loss_fn
 
     cfg = ModelConfig(init="kaiming_uniform")
     seeds = tuple(range(n_seeds))
@@ -45,10 +44,6 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
     x = torch.randint(0, 256, (n_seeds, batch, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
     y = torch.randint(0, 10, (n_seeds, batch), generator=g).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-    def nll(log_probs, labels):  # each seed's mean NLL, (S,)
-        n, b, c = log_probs.shape
-        return F.nll_loss(log_probs.float().reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b).mean(1)
 
     def adam(params):
         return Adam(params, 2e-3, 0.8, 1e-4, device)
@@ -59,7 +54,7 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
 
         def step():
             with autocast:
-                losses = nll(model(xb), y)
+                losses = loss_fn(model, model(xb), y, l1=0.0)[1]  # each seed's mean NLL
             opt.zero_grad()
             losses.sum().backward()
             opt.step()
@@ -78,7 +73,7 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
 
         def step():
             with autocast:
-                losses = nll(forward(params, buffers, x)[:, 0], y)
+                losses = loss_fn(base, forward(params, buffers, x)[:, 0], y, l1=0.0)[1]
             opt.zero_grad()
             losses.sum().backward()
             opt.step()
@@ -86,13 +81,13 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
     elif way == "sequential":
         models = [Net(cfg, (s,)).to(device, memory_format=torch.channels_last) for s in seeds]
         opts = [adam(m.parameters()) for m in models]
-        xs = [x[s : s + 1].squeeze(0).contiguous(memory_format=torch.channels_last) for s in seeds]
+        xs = [x[s].contiguous(memory_format=torch.channels_last) for s in seeds]
 
         def step():
             losses = []
             for model, opt, xb, yb in zip(models, opts, xs, y):
                 with autocast:
-                    loss = nll(model(xb), yb[None])
+                    loss = loss_fn(model, model(xb), yb[None], l1=0.0)[1]
                 opt.zero_grad()
                 loss.sum().backward()
                 opt.step()

@@ -134,6 +134,10 @@ class Net(nn.Module):
                 self.masks = MaskStreams(self.seeds)
             x = _ReluDropout.apply(x, self.masks, p)
             return (F.max_pool2d(x, 2) if pool else x) * (1.0 / (1.0 - p))
+        return self._relu_torch_dropout(x, p, pool)
+
+    def _relu_torch_dropout(self, x: torch.Tensor, p: float, pool: bool = False) -> torch.Tensor:
+        """The same with torch's ``F.dropout``: the path off the CPU, and outside training."""
         x = F.relu(x)
         if self.training and p > 0:
             x = F.dropout(x, p, training=True)
