@@ -7,7 +7,7 @@ Times forward + backward of the CNN at batch 64 on the CPU three ways, alternati
 
   none      no dropout
   streams   dropout after each conv layer's ReLU with the project's CPU masks
-            (stages.model.MaskStreams, applied in place, scaled after the pool)
+            (stages.dropout.MaskStreams, applied in place, scaled after the pool)
   torch     the same dropout with torch's F.dropout (a Bernoulli draw per activation)
 """
 
@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 
 def main() -> None:
@@ -31,18 +30,22 @@ def main() -> None:
     import torch
     from torch.nn import functional as F
 
-    from benchmarks.bench_train import _cpu_name
+    from benchmarks.common import write_report
+    from stages.device import configure_torch
     from stages.model import ModelConfig, Net
-    from stages.runtime import configure_torch
 
     cpu = torch.device("cpu")
     configure_torch(cpu, deterministic=True)
-    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).contiguous(
+        memory_format=torch.channels_last
+    )
     y = torch.randint(0, 10, (64,))
 
     models = {}
     for name in ("none", "streams", "torch"):
-        model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(memory_format=torch.channels_last)
+        model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(
+            memory_format=torch.channels_last
+        )
         if name == "torch":  # the model's own off-CPU path, on the CPU
             model._relu_dropout = model._relu_torch_dropout
         models[name] = model
@@ -57,11 +60,14 @@ def main() -> None:
                 F.nll_loss(model(x)[0], y).backward()
             ms[name].append((time.perf_counter() - start) / args.steps * 1000)
     median = {name: statistics.median(v) for name, v in ms.items()}
-    report = {"cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(), "p": args.p,
-              "median_ms_per_step": median, "over_none": {k: v / median["none"] for k, v in median.items()},
-              "rounds": ms}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    report = {
+        "threads": torch.get_num_threads(),
+        "p": args.p,
+        "median_ms_per_step": median,
+        "over_none": {k: v / median["none"] for k, v in median.items()},
+        "rounds": ms,
+    }
+    report = write_report(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "rounds"}, indent=2))
 
 

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import yaml
 
-from tests.dvc_project import GIT_ENV, make_project
+from benchmarks.common import write_report
+from benchmarks.project import GIT_ENV, make_project
+from stages.io import parse_done
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
-DONE = re.compile(r"^(\w+) done in ([\d.]+) s \(imports ([\d.]+) s\)")
 EPOCH = re.compile(r" epoch \d+/\d+: .* \| ([\d.]+) s$")
 
 
@@ -44,8 +45,15 @@ def timed_repro(path: Path, *targets: str) -> tuple[float, list[tuple[float, str
     """Run `dvc repro`; (seconds, [(seconds since start, line), ...]) of its merged output."""
     env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", *targets],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     lines = [(time.perf_counter() - start, line.rstrip("\n")) for line in proc.stdout]
     if proc.wait() != 0:
         sys.exit("dvc repro failed:\n" + "\n".join(line for _, line in lines[-40:]))
@@ -59,9 +67,11 @@ def breakdown(seconds: float, lines: list[tuple[float, str]]) -> list[dict]:
         if m := RUNNING.search(line):
             if rows:
                 rows[-1]["wall"] = t - rows[-1].pop("start")
-            rows.append({"stage": m.group(1), "start": t, "process": None, "imports": None, "training": 0.0})
-        elif rows and (m := DONE.match(line)):
-            rows[-1]["process"], rows[-1]["imports"] = float(m.group(2)), float(m.group(3))
+            rows.append(
+                {"stage": m.group(1), "start": t, "process": None, "imports": None, "training": 0.0}
+            )
+        elif rows and (done := parse_done(line)):
+            rows[-1]["process"], rows[-1]["imports"] = done[1], done[2]
         elif rows and (m := EPOCH.search(line)):
             rows[-1]["training"] += float(m.group(1))
     if rows:
@@ -76,8 +86,10 @@ def totals(rows: list[dict], seconds: float) -> dict:
     out = {}
     for kind in ("train", "evaluate", "compare"):
         mine = [r for r in rows if r["stage"].split("@")[0] == kind]
-        out[kind] = {k: round(sum(r[k] or 0 for r in mine), 2)
-                     for k in ("wall", "process", "imports", "training", "dvc")}
+        out[kind] = {
+            k: round(sum(r[k] or 0 for r in mine), 2)
+            for k in ("wall", "process", "imports", "training", "dvc")
+        }
         out[kind]["stages"] = len(mine)
     out["dvc_before_first_stage"] = round(seconds - sum(r["wall"] for r in rows), 2)
     return out
@@ -85,12 +97,19 @@ def totals(rows: list[dict], seconds: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", help="comma-separated, e.g. 0,1,2 (default: params.yaml's, ten seeds)")
+    ap.add_argument(
+        "--seeds", help="comma-separated, e.g. 0,1,2 (default: params.yaml's, ten seeds)"
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--n-train", type=int, default=50000)
     ap.add_argument("--n-test", type=int, default=10000)
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=YAML",
-                    help="another params edit, e.g. train.deterministic=false")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=YAML",
+        help="another params edit, e.g. train.deterministic=false",
+    )
     ap.add_argument("--out", default="bench-out/pipeline.json")
     args = ap.parse_args()
 
@@ -109,22 +128,38 @@ def main() -> None:
         data_s, _ = timed_repro(proj.path, "download", "stats")
         seconds, lines = timed_repro(proj.path)
         rows = breakdown(seconds, lines)
-        metrics = {p.parent.name: json.loads(p.read_text())["micro_f1"]
-                   for p in sorted(Path(tmp, "results").glob("*/metrics.json"))}
-        kept = Path(args.out).with_suffix("")  # the run's comparison, to read after the copy is gone
+        metrics = {
+            p.parent.name: json.loads(p.read_text())["micro_f1"]
+            for p in sorted(Path(tmp, "results").glob("*/metrics.json"))
+        }
+        kept = Path(args.out).with_suffix(
+            ""
+        )  # the run's comparison, to read after the copy is gone
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(Path(tmp, "compare"), kept)
-    report = {"seconds_train_evaluate_compare": round(seconds, 2), "seconds_download_stats": round(data_s, 2),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
-              "epochs": args.epochs, "seeds": raw["train"]["seeds"], "n_train": args.n_train, "edits": args.set,
-              "totals": totals(rows, seconds), "micro_f1": metrics,
-              "stages": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'stage':26s} {'wall':>7s} {'process':>8s} {'imports':>8s} {'training':>9s} {'dvc':>6s}")
+    report = {
+        "seconds_train_evaluate_compare": round(seconds, 2),
+        "seconds_download_stats": round(data_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+        "epochs": args.epochs,
+        "seeds": raw["train"]["seeds"],
+        "n_train": args.n_train,
+        "edits": args.set,
+        "totals": totals(rows, seconds),
+        "micro_f1": metrics,
+        "stages": [
+            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
+        ],
+    }
+    report = write_report(args.out, report)
+    print(
+        f"{'stage':26s} {'wall':>7s} {'process':>8s} {'imports':>8s} {'training':>9s} {'dvc':>6s}"
+    )
     for r in rows:
-        print(f"{r['stage']:26s} {r['wall']:7.2f} {r['process'] or 0:8.2f} {r['imports'] or 0:8.2f} "
-              f"{r['training']:9.2f} {r['dvc'] or 0:6.2f}")
+        print(
+            f"{r['stage']:26s} {r['wall']:7.2f} {r['process'] or 0:8.2f} {r['imports'] or 0:8.2f} "
+            f"{r['training']:9.2f} {r['dvc'] or 0:6.2f}"
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "stages"}, indent=2))
 
 

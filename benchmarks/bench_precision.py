@@ -26,26 +26,32 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--noise", type=float, default=400.0,
-                    help="pixel noise of the synthetic set: 400 keeps accuracy well below 100%%, "
-                         "where a precision loss would show")
-    ap.add_argument("--data", help="a data file (default: bench-out/bench-data-noise<noise>.npz, made if absent)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=400.0,
+        help="pixel noise of the synthetic set: 400 keeps accuracy well below 100%%, "
+        "where a precision loss would show",
+    )
+    ap.add_argument(
+        "--data",
+        help="a data file (default: bench-out/bench-data-noise<noise>.npz, made if absent)",
+    )
     ap.add_argument("--out", default="bench-out/precision.json")
     args = ap.parse_args()
 
-    import torch
-
-    from benchmarks.bench_train import _data
+    from benchmarks.common import synthetic_data, write_report
     from stages import params
+    from stages.device import configure_torch, pick_device
     from stages.model import predict
-    from stages.runtime import configure_torch, pick_device
     from stages.stats import channel_stats
-    from stages.train import model_config, to_device, train_seeds
+    from stages.step import to_device
+    from stages.train import model_config, train_seeds
 
     device = pick_device(args.device)
     configure_torch(device, deterministic=True)
     data_path = Path(args.data or f"bench-out/bench-data-noise{args.noise:g}.npz")
-    ds = _data(data_path, 50000, 10000, args.noise)
+    ds = synthetic_data(data_path, 50000, 10000, args.noise)
     mean, std = channel_stats(ds.x_train)
     data = to_device(ds, device)
     p = params.load("params.yaml")
@@ -57,10 +63,22 @@ def main() -> None:
         for seed in tp.seeds:
             for precision in ("fp32", "bf16"):  # alternated, seed by seed
                 start = time.perf_counter()
-                model, _, _ = train_seeds(name, variant, config, data, (seed,), tp, device, precision)
-                acc = (predict(model, data.x_test, "fp32")[0].argmax(1) == data.y_test).float().mean().item()
-                runs.append({"variant": name, "seed": seed, "precision": precision, "test_acc": acc,
-                             "seconds": time.perf_counter() - start})
+                model, _, _ = train_seeds(name, variant, config, data, (seed,), tp, precision)
+                acc = (
+                    (predict(model, data.x_test, "fp32")[0].argmax(1) == data.y_test)
+                    .float()
+                    .mean()
+                    .item()
+                )
+                runs.append(
+                    {
+                        "variant": name,
+                        "seed": seed,
+                        "precision": precision,
+                        "test_acc": acc,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
                 print(json.dumps(runs[-1]), flush=True)
     summary = {}
     for name in args.variants.split(","):
@@ -68,16 +86,23 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             mine = [r for r in runs if r["variant"] == name and r["precision"] == precision]
             accs = [r["test_acc"] for r in mine]
-            row[precision] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                              "median_seconds": statistics.median(r["seconds"] for r in mine)}
+            row[precision] = {
+                "mean": statistics.mean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "median_seconds": statistics.median(r["seconds"] for r in mine),
+            }
         row["bf16_minus_fp32_points"] = 100 * (row["bf16"]["mean"] - row["fp32"]["mean"])
         row["within_half_a_point"] = abs(row["bf16_minus_fp32_points"]) <= 0.5
         summary[name] = row
-    report = {"device": str(device), "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-              "torch": torch.__version__, "epochs": args.epochs, "noise": args.noise, "seeds": list(tp.seeds),
-              "summary": summary, "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    report = {
+        "device": str(device),
+        "epochs": args.epochs,
+        "noise": args.noise,
+        "seeds": list(tp.seeds),
+        "summary": summary,
+        "runs": runs,
+    }
+    write_report(args.out, report)
     print(json.dumps(summary, indent=2))
 
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 WAYS = ("grouped", "vmap", "sequential")
 
@@ -36,12 +35,14 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
     import torch
 
     from stages.model import ModelConfig, Net, stack_images
-    from stages.train import Adam, loss_fn
+    from stages.step import Adam, loss_fn
 
     cfg = ModelConfig(init="kaiming_uniform")
     seeds = tuple(range(n_seeds))
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n_seeds, batch, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+    x = torch.randint(0, 256, (n_seeds, batch, 3, 32, 32), dtype=torch.uint8, generator=g).to(
+        device
+    )
     y = torch.randint(0, 10, (n_seeds, batch), generator=g).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -50,7 +51,10 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
 
     if way == "grouped":
         model = Net(cfg, seeds).to(device, memory_format=torch.channels_last)
-        opt, xb = adam(model.parameters()), stack_images(x).contiguous(memory_format=torch.channels_last)
+        opt, xb = (
+            adam(model.parameters()),
+            stack_images(x).contiguous(memory_format=torch.channels_last),
+        )
 
         def step():
             with autocast:
@@ -110,15 +114,19 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.bench_train import _cpu_name
-    from stages.runtime import configure_torch
+    from benchmarks.common import write_report
+    from stages.device import configure_torch
 
     device = torch.device(args.device)
     configure_torch(device, deterministic=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    report = {"cpu": _cpu_name(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else args.device,
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
-              "batch": 64, "by_seeds": {}}
+    report = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "batch": 64,
+        "by_seeds": {},
+    }
     for n in (int(s) for s in args.seeds.split(",")):
         built = {way: build(way, n, device, precision=args.precision) for way in WAYS}
         first = torch.stack([loss for _, loss in built.values()])
@@ -142,9 +150,13 @@ def main() -> None:
             "first_loss_max_rel_diff": float(((first - first[-1]).abs() / first[-1].abs()).max()),
             "rounds_ms": ms,
         }
-        print(json.dumps({"seeds": n, **{k: v for k, v in report["by_seeds"][n].items() if k != "rounds_ms"}}), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(
+            json.dumps(
+                {"seeds": n, **{k: v for k, v in report["by_seeds"][n].items() if k != "rounds_ms"}}
+            ),
+            flush=True,
+        )
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.bench_train import _cpu_name
+from benchmarks.common import synthetic_data, write_report
+from stages.io import parse_done
 
 STAGES = ("train", "evaluate", "compare")
 
@@ -72,16 +72,23 @@ def child(stage: str, data: Path) -> dict:
     if stage == "evaluate":
         import numpy as np
 
-        from stages import cifar, evaluate
-        from stages.train import write_predictions
+        from stages import cifar, evaluate, predictions
 
         ds = cifar.load(data)
         pred = np.stack([ds.y_test, (ds.y_test + 1) % 10])  # two seeds' worth of predictions
         with tempfile.TemporaryDirectory() as tmp:
-            write_predictions(Path(tmp) / "p.npz", (0, 1), ds.y_test, pred, np.ones(pred.shape, np.float32),
-                              ds.classes)
-            done("bench set-up")  # making the file (and importing torch for it) is the train stage's work
-            p = evaluate.load_predictions(Path(tmp) / "p.npz", "bench")
+            predictions.write(
+                Path(tmp) / "p.npz",
+                (0, 1),
+                ds.y_test,
+                pred,
+                np.ones(pred.shape, np.float32),
+                ds.classes,
+            )
+            done(
+                "bench set-up"
+            )  # making the file (and importing torch for it) is the train stage's work
+            p = predictions.read(Path(tmp) / "p.npz", "bench")
         done("load data")
         evaluate.score(p["y_true"], p["pred"][0], tuple(p["classes"].tolist()))
         done("first step")
@@ -89,8 +96,8 @@ def child(stage: str, data: Path) -> dict:
     import torch
 
     from stages import cifar, params
-    from stages.model import ModelConfig, Net
-    from stages.runtime import configure_torch, pick_device, pick_precision
+    from stages.device import configure_torch, pick_device, pick_precision
+    from stages.model import ModelConfig
 
     p = params.load("params.yaml")
     device = pick_device(p.train.device)
@@ -102,27 +109,23 @@ def child(stage: str, data: Path) -> dict:
         done("device")
     ds = cifar.load(data)
     done("load data")
-    from stages.train import make_optimizer, make_step, to_device
+    from stages.step import prepare, to_device
 
     tensors = to_device(ds, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     done("to device")
-    model = Net(ModelConfig(n_classes=len(ds.classes))).to(device, memory_format=torch.channels_last)
-    variant = params.Variant()
-    opt = make_optimizer(model, variant, device)
+    training = prepare(
+        ModelConfig(n_classes=len(ds.classes)), (0,), params.Variant(), tensors, precision
+    )
     done("optimizer")
-    sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
-    make_step(model, opt, variant, tensors, precision, sums)(torch.arange(64, device=device).view(1, 64))
-    sums.tolist()
+    training.step(torch.arange(64, device=device).view(1, 64))
+    training.sums.tolist()
     done("first step")
     import dvclive  # noqa: F401
 
     done("dvclive")
     return phases
-
-
-DONE = re.compile(r"^(\w+) done in ([\d.]+) s \(imports ([\d.]+) s\)", re.M)
 
 
 def stage_runs(repeats: int, root: Path) -> dict:
@@ -140,23 +143,57 @@ def stage_runs(repeats: int, root: Path) -> dict:
     raw["variants"] = {"baseline": raw["variants"]["baseline"]}
     raw["compare"]["parents"] = {}
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    train = [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"), "--variant", "baseline",
-             "--data", str(work / "d.npz"), "--stats", str(work / "stats.json"), "--models", str(work / "models"),
-             "--live", str(work / "results/baseline/live"), "--predictions", str(work / "results/baseline/predictions.npz")]
-    evaluate = [sys.executable, "-m", "stages.evaluate", "--variant", "baseline", "--predictions",
-                str(work / "results/baseline/predictions.npz"), "--out", str(work / "results/baseline")]
-    compare = [sys.executable, "-m", "stages.compare", "--params", str(work / "params.yaml"), "--results",
-               str(work / "results"), "--out", str(work / "compare")]
+    train = [
+        sys.executable,
+        "-m",
+        "stages.train",
+        "--params",
+        str(work / "params.yaml"),
+        "--variant",
+        "baseline",
+        "--data",
+        str(work / "d.npz"),
+        "--stats",
+        str(work / "stats.json"),
+        "--models",
+        str(work / "models"),
+        "--live",
+        str(work / "results/baseline/live"),
+        "--predictions",
+        str(work / "results/baseline/predictions.npz"),
+    ]
+    evaluate = [
+        sys.executable,
+        "-m",
+        "stages.evaluate",
+        "--variant",
+        "baseline",
+        "--predictions",
+        str(work / "results/baseline/predictions.npz"),
+        "--out",
+        str(work / "results/baseline"),
+    ]
+    compare = [
+        sys.executable,
+        "-m",
+        "stages.compare",
+        "--params",
+        str(work / "params.yaml"),
+        "--results",
+        str(work / "results"),
+        "--out",
+        str(work / "compare"),
+    ]
     runs: dict[str, list[dict]] = {"train": [], "evaluate": [], "compare": []}
     for _ in range(repeats):
         for stage, cmd in (("train", train), ("evaluate", evaluate), ("compare", compare)):
             start = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             wall = time.perf_counter() - start
-            m = DONE.search(out.stderr)
-            if out.returncode != 0 or not m:
+            done = parse_done(out.stderr)
+            if out.returncode != 0 or not done:
                 sys.exit(f"{stage} failed:\n{out.stderr}")
-            runs[stage].append({"done_in": float(m.group(2)), "imports": float(m.group(3)), "wall": wall})
+            runs[stage].append({"done_in": done[1], "imports": done[2], "wall": wall})
     medians = _medians(runs)
     print(json.dumps(medians, indent=2))
     return {"median_s": medians, "runs": runs}
@@ -164,14 +201,20 @@ def stage_runs(repeats: int, root: Path) -> dict:
 
 def _medians(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     """Per stage, the median of each timed field over its runs (s, 3 decimals)."""
-    return {s: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]} for s, rs in runs.items()}
+    return {
+        s: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
+        for s, rs in runs.items()
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--data", default="bench-out/bench-data.npz",
-                    help="a data file; made by benchmarks.bench_train if absent")
+    ap.add_argument(
+        "--data",
+        default="bench-out/bench-data.npz",
+        help="a data file; made by benchmarks.bench_train if absent",
+    )
     ap.add_argument("--out", default="bench-out/startup.json")
     ap.add_argument("--stages", action="store_true", help="time whole stage processes on tiny data")
     ap.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
@@ -181,38 +224,46 @@ def main() -> None:
         return
     if args.stages:
         with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
-            report = {"cpu": _cpu_name(), **stage_runs(args.repeats, Path(tmp))}
-        out = Path(args.out).with_name("stages.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+            write_report(
+                Path(args.out).with_name("stages.json"), stage_runs(args.repeats, Path(tmp))
+            )
         return
 
-    if not Path(args.data).exists():
-        from benchmarks.bench_train import _data
-
-        _data(Path(args.data), 50000, 10000)
+    synthetic_data(Path(args.data), 50000, 10000)  # made once, if absent
     runs: dict[str, list[dict]] = {s: [] for s in STAGES}
     for _ in range(args.repeats):
         for stage in STAGES:  # alternated, so machine noise hits every stage alike
             start = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_startup", "--child", stage,
-                                  "--data", args.data], capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_startup",
+                    "--child",
+                    stage,
+                    "--data",
+                    args.data,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             wall = time.perf_counter() - start
             if out.returncode != 0:
                 sys.exit(f"{stage} failed:\n{out.stderr}")
             phases = json.loads(out.stdout.strip().splitlines()[-1])
             # The stage's total leaves out what only the benchmark does (evaluate's input file).
-            runs[stage].append({"interpreter": wall - sum(phases.values()), **phases,
-                                "total": wall - phases.get("bench set-up", 0.0)})
-    import torch
-
-    report = {"cpu": _cpu_name(), "torch": torch.__version__, "python": sys.version.split()[0],
-              "repeats": args.repeats,
-              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-              "median_s": _medians(runs)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**report, "runs": runs}, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+            runs[stage].append(
+                {
+                    "interpreter": wall - sum(phases.values()),
+                    **phases,
+                    "total": wall - phases.get("bench set-up", 0.0),
+                }
+            )
+    report = write_report(
+        args.out, {"repeats": args.repeats, "median_s": _medians(runs), "runs": runs}
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_train [--n-train 50000 --n-test 10000 --epochs 2 --repeats 3]
     python -m benchmarks.bench_train --modes none --seeds 1,3,10          # stacked vs sequential
-    python -m benchmarks.bench_train --modes none --variants init_weights,dropout_conv  # dropout's cost
+    python -m benchmarks.bench_train --modes none --variants init_weights,dropout_conv  # dropout
 
 On synthetic data of CIFAR-10's real size, with the same model, Adam, batch 64 and a test-set
 evaluation after every epoch, it times three ways of training:
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,27 +38,28 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import synthetic_data, write_report
+
 MODES = ("project", "blog", "bound")
 
 
-def _data(path: Path, n_train: int, n_test: int, noise: float = 120.0):
-    """The synthetic data set at ``path``, generated there first if absent."""
-    from stages import cifar
-
-    if not path.exists():
-        with __import__("tempfile").TemporaryDirectory() as tmp:
-            archive = cifar.write_synthetic_archive(Path(tmp) / "a.tar.gz", n_train, n_test, seed=0, noise=noise)
-            cifar.save(cifar.parse_archive(archive), path)
-    return cifar.load(path)
-
-
-def run_project(ds, epochs: int, device, precision: str, mean, std, variant=None, seeds: int = 1,
-                per_step: int = 1) -> float:
+def run_project(
+    ds,
+    epochs: int,
+    device,
+    precision: str,
+    mean,
+    std,
+    variant=None,
+    seeds: int = 1,
+    per_step: int = 1,
+) -> float:
     """The trainer on seeds 0..seeds-1 in groups of ``per_step``; the median final test accuracy."""
     import statistics
 
     from stages import params
-    from stages.train import model_config, seed_groups, to_device, train_seeds
+    from stages.step import to_device
+    from stages.train import model_config, seed_groups, train_seeds
 
     variant = variant or params.Variant(normalize=True)
     config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
@@ -68,7 +67,7 @@ def run_project(ds, epochs: int, device, precision: str, mean, std, variant=None
     data = to_device(ds, device)
     accs = []
     for group in seed_groups(tp.seeds, per_step):
-        _, histories, _ = train_seeds("bench", variant, config, data, group, tp, device, precision)
+        _, histories, _ = train_seeds("bench", variant, config, data, group, tp, precision)
         accs += [h[-1]["test/acc"] for h in histories.values()]
     return statistics.median(accs)
 
@@ -120,38 +119,33 @@ def run_blog(ds, epochs: int, device, precision: str, mean, std) -> float:
 
 
 def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
+    """The bare step (the trainer's own, from stages.step.prepare) over batches in order; the
+    last epoch's training accuracy, from the step's own running sums."""
     import torch
 
     from stages import params
-    from stages.model import ModelConfig, Net
-    from stages.train import GraphedStep, make_optimizer, make_step, to_device
+    from stages.model import ModelConfig
+    from stages.step import prepare, to_device
 
-    torch.manual_seed(0)
     data = to_device(ds, device)
-    model = Net(ModelConfig(n_classes=len(ds.classes))).to(device, memory_format=torch.channels_last)
-    variant = params.Variant()
-    graphed = device.type == "cuda"
-    opt = make_optimizer(model, variant, device, capturable=graphed)
+    training = prepare(
+        ModelConfig(n_classes=len(ds.classes)), (0,), params.Variant(), data, precision
+    )
     n = len(data.x_train)
     # Batches in order: the step reads contiguous memory, no permutation.
     idx = [torch.arange(i, min(i + 64, n), device=device).view(1, -1) for i in range(0, n, 64)]
-    sums = torch.zeros(1, 2, device=device, dtype=torch.float64)
-    step = make_step(model, opt, variant, data, precision, sums)
-    if graphed:
-        step = GraphedStep(step, model, opt, sums)
     for _ in range(epochs):
+        training.sums.zero_()
         for i in idx:
-            step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return None  # no evaluation in the bound
+            training.step(i)
+    return training.sums[0, 1].item() / n
 
 
 def child(args) -> None:
     """One timed run of one mode; prints a JSON line."""
     import torch
 
-    from stages.runtime import configure_torch, pick_device, pick_precision
+    from stages.device import configure_torch, pick_device, pick_precision
     from stages.stats import channel_stats
 
     device = pick_device(args.device)
@@ -159,7 +153,7 @@ def child(args) -> None:
     # The pipeline's default (train.deterministic); the blog's loop keeps glibc's allocator
     # as a user's script would (the project's tuning is part of what is measured).
     configure_torch(device, deterministic=True, allocator=args.child != "blog")
-    ds = _data(Path(args.data), args.n_train, args.n_test)
+    ds = synthetic_data(Path(args.data), args.n_train, args.n_test)
     mean, std = channel_stats(ds.x_train)  # the stats stage's work, not training's
     fn = {"project": run_project, "blog": run_blog, "bound": run_bound}[args.child]
     kwargs = {}
@@ -174,29 +168,61 @@ def child(args) -> None:
     # the blog's loop (torch.optim.Adam) would pay it inside its timing; the project's trainer
     # never imports it.  Imported here, before the clock, so every mode times training alone.
     import torch._dynamo  # noqa: F401
+
     start = time.perf_counter()
-    acc = fn(ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std, **kwargs)
+    acc = fn(
+        ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std, **kwargs
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    print(json.dumps({
-        "mode": args.label, "seconds": seconds, "models": args.n_seeds,
-        "images_per_s": len(ds.y_train) * args.epochs * args.n_seeds / seconds,
-        "test_acc": acc, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "device": str(device), "precision": precision if args.child != "blog" else "fp32",
-        "threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": args.label,
+                "seconds": seconds,
+                "models": args.n_seeds,
+                "images_per_s": len(ds.y_train) * args.epochs * args.n_seeds / seconds,
+                # The bound evaluates nothing: its accuracy is the last epoch's, on training images.
+                "acc_of": "train" if args.child == "bound" else "test",
+                "acc": acc,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "device": str(device),
+                "precision": precision if args.child != "blog" else "fp32",
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def plan(args) -> list[dict]:
     """The runs of one repeat: each a child's mode, variant, seeds and seeds per step."""
     runs = [{"label": m, "child": m} for m in args.modes.split(",") if m != "none"]
     for s in (int(x) for x in args.seeds.split(",") if x):
-        runs.append({"label": f"stacked_{s}", "child": "project", "variant": "baseline", "n_seeds": s, "per_step": s})
+        runs.append(
+            {
+                "label": f"stacked_{s}",
+                "child": "project",
+                "variant": "baseline",
+                "n_seeds": s,
+                "per_step": s,
+            }
+        )
         if s > 1:
-            runs.append({"label": f"sequential_{s}", "child": "project", "variant": "baseline", "n_seeds": s,
-                         "per_step": 1})
-    runs += [{"label": f"variant_{v}", "child": "project", "variant": v} for v in args.variants.split(",") if v]
+            runs.append(
+                {
+                    "label": f"sequential_{s}",
+                    "child": "project",
+                    "variant": "baseline",
+                    "n_seeds": s,
+                    "per_step": 1,
+                }
+            )
+    runs += [
+        {"label": f"variant_{v}", "child": "project", "variant": v}
+        for v in args.variants.split(",")
+        if v
+    ]
     return runs
 
 
@@ -208,7 +234,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default=",".join(MODES), help="of project, blog, bound; or none")
     ap.add_argument("--seeds", default="", help="e.g. 1,3,10: stacked vs sequential for each S")
-    ap.add_argument("--variants", default="", help="e.g. init_weights,dropout_conv (from params.yaml)")
+    ap.add_argument(
+        "--variants", default="", help="e.g. init_weights,dropout_conv (from params.yaml)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--data", default="bench-out/bench-data.npz")
@@ -222,7 +250,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    _data(Path(args.data), args.n_train, args.n_test)  # generated once, outside the timings
+    synthetic_data(
+        Path(args.data), args.n_train, args.n_test
+    )  # generated once, outside the timings
     runs, planned = [], plan(args)
     for r in range(args.repeats):
         for spec in planned:
@@ -231,58 +261,79 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 sys.exit(f"{spec['label']} failed:\n{out.stderr}")
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"repeat {r + 1} {spec['label']:24s} {runs[-1]['images_per_s']:9.0f} img/s per model  "
-                  f"{runs[-1]['seconds']:7.1f} s  acc {runs[-1]['test_acc']}  rss {runs[-1]['peak_rss_mb']:.0f} MB",
-                  flush=True)
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            runs.append(run)
+            print(
+                f"repeat {r + 1} {spec['label']:24s} {run['images_per_s']:9.0f} img/s per model  "
+                f"{run['seconds']:7.1f} s  {run['acc_of']} acc {run['acc']:.4f}  "
+                f"rss {run['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     summary = {}
     for spec in planned:
         mine = [x for x in runs if x["mode"] == spec["label"]]
-        summary[spec["label"]] = {k: statistics.median(x[k] for x in mine)
-                                  for k in ("images_per_s", "seconds", "peak_rss_mb")}
-        accs = [x["test_acc"] for x in mine if x["test_acc"] is not None]
-        summary[spec["label"]].update(test_acc=statistics.median(accs) if accs else None,
-                                      precision=mine[0]["precision"], models=mine[0]["models"])
+        summary[spec["label"]] = {
+            k: statistics.median(x[k] for x in mine)
+            for k in ("images_per_s", "seconds", "peak_rss_mb")
+        }
+        summary[spec["label"]].update(
+            {
+                f"{mine[0]['acc_of']}_acc": statistics.median(x["acc"] for x in mine),
+                "precision": mine[0]["precision"],
+                "models": mine[0]["models"],
+            }
+        )
     ratios = {}
     if {"project", "blog"} <= summary.keys():
-        ratios["project_over_blog"] = summary["project"]["images_per_s"] / summary["blog"]["images_per_s"]
+        ratios["project_over_blog"] = (
+            summary["project"]["images_per_s"] / summary["blog"]["images_per_s"]
+        )
     if {"project", "bound"} <= summary.keys():
-        ratios["project_over_bound"] = summary["project"]["images_per_s"] / summary["bound"]["images_per_s"]
+        ratios["project_over_bound"] = (
+            summary["project"]["images_per_s"] / summary["bound"]["images_per_s"]
+        )
     for label in summary:
         if label.startswith("sequential_"):
             s = label.split("_")[1]
-            ratios[f"stacked_over_sequential_{s}"] = (summary[f"stacked_{s}"]["images_per_s"]
-                                                      / summary[label]["images_per_s"])
+            ratios[f"stacked_over_sequential_{s}"] = (
+                summary[f"stacked_{s}"]["images_per_s"] / summary[label]["images_per_s"]
+            )
     variants = [label for label in summary if label.startswith("variant_")]
     for label in variants[1:]:
-        ratios[f"{label}_epoch_over_{variants[0]}"] = summary[label]["seconds"] / summary[variants[0]]["seconds"]
-    import torch
-
-    report = {"machine": _cpu_name(), "cpu_count": os.cpu_count(),
-              "device": runs[0]["device"], "torch": torch.__version__, "python": platform.python_version(),
-              "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
-              "repeats": args.repeats, "median": summary, "ratios": ratios, "runs": runs}
-    if torch.cuda.is_available():
-        report["gpu"] = torch.cuda.get_device_name()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        ratios[f"{label}_epoch_over_{variants[0]}"] = (
+            summary[label]["seconds"] / summary[variants[0]]["seconds"]
+        )
+    report = write_report(
+        args.out,
+        {
+            "device": runs[0]["device"],
+            "n_train": args.n_train,
+            "n_test": args.n_test,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "median": summary,
+            "ratios": ratios,
+            "runs": runs,
+        },
+    )
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
 
 
 def _pass(args) -> list[str]:
-    return ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--epochs", str(args.epochs),
-            "--device", args.device, "--precision", args.precision, "--data", args.data]
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (lscpu's), to be named beside every figure."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return [
+        "--n-train",
+        str(args.n_train),
+        "--n-test",
+        str(args.n_test),
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--data",
+        args.data,
+    ]
 
 
 if __name__ == "__main__":

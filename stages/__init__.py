@@ -1,10 +1,13 @@
-"""cifar10-tricks: one module per DVC stage plus the shared modules they import.
+"""cifar10-tricks: one module per DVC stage, on top of the shared modules they import.
 
-Stage modules (run by ``dvc.yaml`` as ``python -m stages.<name>``): ``download``,
-``stats``, ``train``, ``evaluate``, ``compare``.  Shared modules: ``params``
-(the typed params.yaml schema), ``cifar`` (archive extraction, safe parsing,
-the synthetic generator, the data file), ``model`` (the CNN), ``runtime``
-(device, precision, seeding, atomic writes, error reporting).
+Stages (``python -m stages.<name>`` in dvc.yaml): ``download``, ``stats``, ``train``,
+``evaluate``, ``compare``, ``page``.
+Shared: ``params`` (the params.yaml schema), ``io`` (errors, run_main, atomic writers),
+``cifar`` (reading CIFAR-10 safely, the synthetic generator, the data file), ``device``
+(device, precision, threads, determinism, seeds per step), ``model`` (the stacked CNN),
+``dropout`` (CPU masks), ``step`` (Adam, the training step, its set-up), ``checkpoint``
+(saved models), ``predictions`` (the file train writes and evaluate reads), ``inference``
+(Welch, Holm, power), ``charts`` (the comparison's PNGs).
 """
 
 import time

@@ -1,4 +1,4 @@
-"""CIFAR-10's python-format archive: fetch, read safely, generate synthetically, store.
+"""CIFAR-10's python-format archive: read safely, generate synthetically, store.
 
 The archive (``cifar-10-python.tar.gz``) holds ``cifar-10-batches-py/data_batch_1..5``,
 ``test_batch`` and ``batches.meta``: Python pickles.  Nothing here ever runs code from
@@ -14,23 +14,19 @@ The data set is stored as one uncompressed ``.npz`` (fast to load, no pickles):
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import pickle
 import stat
 import struct
 import tarfile
-import urllib.error
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from stages.runtime import UserError, atomic_path, write_npz
+from stages.io import UserError, atomic_path, write_npz
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -53,63 +49,6 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
-
-
-# --- fetching -----------------------------------------------------------------------
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def fetch(source: str, md5: str | None, workdir: Path) -> Path:
-    """Download ``source`` (``cifar10`` or an http(s) URL) into ``workdir``, md5-checked."""
-    from torchvision.datasets.utils import download_url
-
-    url, md5 = (CIFAR10_URL, md5 or CIFAR10_MD5) if source == "cifar10" else (source, md5)
-    name = PurePosixPath(url.split("?", 1)[0]).name or "archive.tar.gz"
-    try:
-        download_url(url, str(workdir), filename=name, md5=md5)
-    except (urllib.error.URLError, OSError) as exc:
-        cause = getattr(exc, "reason", None) or exc
-        raise UserError(
-            f"cannot download {url}: {cause}. If this machine is offline, download "
-            "cifar-10-python.tar.gz elsewhere and point the pipeline at it: "
-            "`dvc exp run -S data.source=/path/to/cifar-10-python.tar.gz` (or edit data.source "
-            "in params.yaml); `-S data.source=synthetic` runs everything on generated data."
-        ) from None
-    except RuntimeError as exc:  # torchvision's "File not found or corrupted."
-        raise ArchiveError(
-            f"{url} downloaded but failed its md5 check (expected {md5}): {exc} "
-            "Check data.md5, or the mirror you point data.source at."
-        ) from None
-    return workdir / name
-
-
-def check_local(path: Path, md5: str | None) -> Path:
-    """A local archive: it must exist, and match ``md5`` when one is given."""
-    from torchvision.datasets.utils import check_md5
-
-    if not path.is_file():
-        raise UserError(
-            f"data.source = {str(path)!r} is not a file or a folder. Give the path of "
-            f"cifar-10-python.tar.gz or of an extracted {BATCH_DIR}/ folder, an http(s) URL, "
-            "`cifar10` or `synthetic`."
-        )
-    if md5 and not check_md5(str(path), md5):
-        raise ArchiveError(
-            f"{path} does not match data.md5 = {md5} (md5 is {file_md5(path)}); the file is "
-            "corrupt or not the one you meant. Fix data.md5 or re-download the archive."
-        )
-    return path
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- reading safely -----------------------------------------------------------------
@@ -160,13 +99,17 @@ def unpickle(blob: bytes, member: str):
     except pickle.UnpicklingError as exc:
         raise ArchiveError(f"{member} is not a safe CIFAR-10 batch: {exc}.") from None
     except Exception as exc:  # truncated or garbled pickles raise many different types
-        raise ArchiveError(f"{member} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}).") from None
+        raise ArchiveError(
+            f"{member} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def _keys_as_str(obj, member: str) -> dict:
     """A batch dict with its keys as str, whether Python 2 (bytes) or 3 (str) wrote them."""
     if not isinstance(obj, dict):
-        raise ArchiveError(f"{member} is not a CIFAR-10 batch (a {type(obj).__name__}, not a dict).")
+        raise ArchiveError(
+            f"{member} is not a CIFAR-10 batch (a {type(obj).__name__}, not a dict)."
+        )
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -187,7 +130,9 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
             f"{archive} has a special member {member.name!r} (device, fifo or similar); refused."
         )
     if member.size > MAX_MEMBER_BYTES:
-        raise ArchiveError(f"{archive}: member {member.name!r} is {member.size} bytes, too large for CIFAR-10.")
+        raise ArchiveError(
+            f"{archive}: member {member.name!r} is {member.size} bytes, too large for CIFAR-10."
+        )
 
 
 def read_members(archive: Path) -> dict[str, bytes]:
@@ -220,21 +165,35 @@ def _batch_arrays(raw, member: str, n_classes: int) -> tuple[np.ndarray, np.ndar
     if "data" not in batch or "labels" not in batch:
         raise ArchiveError(f"{member} is not a CIFAR-10 batch (no data/labels entries).")
     data, labels = batch["data"], batch["labels"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != PIXELS
+    ):
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ArchiveError(f"{member}: data is {desc}; CIFAR-10 batches hold uint8 rows of {PIXELS} pixels.")
+        raise ArchiveError(
+            f"{member}: data is {desc}; CIFAR-10 batches hold uint8 rows of {PIXELS} pixels."
+        )
     # Labels: a list of ints (the official files), or an integer array (some re-writers).
     if isinstance(labels, np.ndarray):
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ArchiveError(f"{member}: labels are a {labels.dtype} array of shape {labels.shape}; "
-                               "expected one integer per image.")
-    elif not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+            raise ArchiveError(
+                f"{member}: labels are a {labels.dtype} array of shape {labels.shape}; "
+                "expected one integer per image."
+            )
+    elif not isinstance(labels, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in labels
+    ):
         raise ArchiveError(f"{member}: labels must be a list or an array of integers.")
     if len(labels) != len(data):
         raise ArchiveError(f"{member}: expected {len(data)} labels, one per image.")
     y = np.asarray(labels, dtype=np.int64)
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ArchiveError(f"{member}: label {int(y.min() if y.min() < 0 else y.max())} is outside 0..{n_classes - 1}.")
+        raise ArchiveError(
+            f"{member}: label {int(y.min() if y.min() < 0 else y.max())} is outside "
+            f"0..{n_classes - 1}."
+        )
     # Rows are channel planes (R, G, B), each 32x32 row-major; store as NHWC.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), y
@@ -243,7 +202,11 @@ def _batch_arrays(raw, member: str, n_classes: int) -> tuple[np.ndarray, np.ndar
 def _class_names(raw) -> tuple[str, ...]:
     meta = _keys_as_str(raw, META)
     names = meta.get("label_names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, (bytes, str)) for n in names)
+    ):
         raise ArchiveError(f"{META}: no list of label_names; not a CIFAR-10 data set.")
     return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
 
@@ -282,11 +245,15 @@ def read_folder(source: Path) -> dict[str, bytes]:
     names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
     unexpected = sorted(names - set(wanted) - set(FOLDER_EXTRAS))
     missing = sorted(set(wanted) - names)
-    problems = [f"{what} {', '.join(files)}" for what, files in (("lacks", missing), ("holds unexpected", unexpected))
-                if files]
+    problems = [
+        f"{what} {', '.join(files)}"
+        for what, files in (("lacks", missing), ("holds unexpected", unexpected))
+        if files
+    ]
     if problems:
         raise ArchiveError(
-            f"{folder} {'; '.join(problems)}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly data_batch_1..5, "
+            f"{folder} {'; '.join(problems)}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly "
+            "data_batch_1..5, "
             "test_batch and batches.meta (and readme.html). Point data.source at that folder, the "
             "folder holding it, or cifar-10-python.tar.gz."
         )
@@ -296,8 +263,10 @@ def read_folder(source: Path) -> dict[str, bytes]:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):
             kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-            raise ArchiveError(f"{path} is {kind}; a CIFAR-10 folder holds regular files only, so it is "
-                               "refused. Copy the real files in place of links.")
+            raise ArchiveError(
+                f"{path} is {kind}; a CIFAR-10 folder holds regular files only, so it is "
+                "refused. Copy the real files in place of links."
+            )
         if info.st_size > MAX_MEMBER_BYTES:
             raise ArchiveError(f"{path} is {info.st_size} bytes, too large for a CIFAR-10 batch.")
         found[f"{BATCH_DIR}/{name}"] = path.read_bytes()
@@ -309,23 +278,37 @@ def read_folder(source: Path) -> dict[str, bytes]:
 
 def save(dataset: Dataset, target: Path) -> None:
     """Write the data set as one uncompressed .npz, atomically."""
-    write_npz(target, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test,
-              y_test=dataset.y_test, classes=np.array(dataset.classes, dtype=str))
+    write_npz(
+        target,
+        x_train=dataset.x_train,
+        y_train=dataset.y_train,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        classes=np.array(dataset.classes, dtype=str),
+    )
 
 
 def load(path: Path) -> Dataset:
     """Read a data file written by :func:`save` (no pickles allowed)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            ds = Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"], tuple(z["classes"].tolist()))
+            ds = Dataset(
+                z["x_train"], z["y_train"], z["x_test"], z["y_test"], tuple(z["classes"].tolist())
+            )
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist; it is made by the `download` stage: run `dvc repro download`.") from None
+        raise UserError(
+            f"{path} does not exist; it is made by the `download` stage: run `dvc repro download`."
+        ) from None
     except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path} is not a data file of this project ({exc}); rerun `dvc repro -f download`.") from None
+        raise UserError(
+            f"{path} is not a data file of this project ({exc}); rerun `dvc repro -f download`."
+        ) from None
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y):
-            raise UserError(f"{path}: {split} arrays have unexpected shapes; rerun `dvc repro -f download`.")
+            raise UserError(
+                f"{path}: {split} arrays have unexpected shapes; rerun `dvc repro -f download`."
+            )
     return ds
 
 
@@ -369,7 +352,8 @@ class _Py2Pickler(pickle._Pickler):
     """Protocol 2 as Python 2's cPickle wrote CIFAR-10: bytes as STRING opcodes.
 
     Python 3's own protocol 2 encodes bytes through ``_codecs.encode``, which the real
-    batches never contain (and the restricted unpickler rightly refuses).
+    batches never contain (the restricted unpickler admits it only to latin-1, for
+    Python 3 re-writes of the batches).
     """
 
     dispatch = dict(pickle._Pickler.dispatch)
@@ -391,7 +375,9 @@ def py2_pickle(obj) -> bytes:
     return buf.getvalue()
 
 
-def write_synthetic_archive(target: Path, n_train: int, n_test: int, seed: int, noise: float = 120.0) -> Path:
+def write_synthetic_archive(
+    target: Path, n_train: int, n_test: int, seed: int, noise: float = 120.0
+) -> Path:
     """A deterministic archive in exactly CIFAR-10's python format and tar layout."""
     rng = np.random.default_rng(seed)
     # 8x8 colour blocks of 4x4 pixels per class: low-frequency, so shifts keep the class.
@@ -404,11 +390,18 @@ def write_synthetic_archive(target: Path, n_train: int, n_test: int, seed: int, 
     x, y = synthetic_images(n_test, rng, templates, noise)
     members[TEST_BATCH] = _batch_pickle(x, y, "testing batch 1 of 1", CLASSES)
     members[META] = py2_pickle(
-        {b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": int(sizes[0]), b"num_vis": PIXELS}
+        {
+            b"label_names": [c.encode() for c in CLASSES],
+            b"num_cases_per_batch": int(sizes[0]),
+            b"num_vis": PIXELS,
+        }
     )
     with atomic_path(target) as tmp:
         # mtime 0 everywhere: the same params give the same bytes (and md5).
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz,
+        ):
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 tar.addfile(_dir_info(BATCH_DIR))
                 for name, blob in members.items():

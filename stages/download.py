@@ -16,32 +16,93 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-from pathlib import Path
+import urllib.error
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from stages import cifar, params
-from stages.runtime import run_main
+from stages.io import UserError, run_main
 
 log = logging.getLogger("cifar10_tricks.download")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def fetch(source: str, md5: str | None, workdir: Path) -> Path:
+    """Download ``source`` (``cifar10`` or an http(s) URL) into ``workdir``, md5-checked."""
+    from torchvision.datasets.utils import download_url
+
+    url, md5 = (CIFAR10_URL, md5 or CIFAR10_MD5) if source == "cifar10" else (source, md5)
+    name = PurePosixPath(url.split("?", 1)[0]).name or "archive.tar.gz"
+    try:
+        download_url(url, str(workdir), filename=name, md5=md5)
+    except (urllib.error.URLError, OSError) as exc:
+        cause = getattr(exc, "reason", None) or exc
+        raise UserError(
+            f"cannot download {url}: {cause}. If this machine is offline, download "
+            "cifar-10-python.tar.gz elsewhere and point the pipeline at it: "
+            "`dvc exp run -S data.source=/path/to/cifar-10-python.tar.gz` (or edit data.source "
+            "in params.yaml); `-S data.source=synthetic` runs everything on generated data."
+        ) from None
+    except RuntimeError as exc:  # torchvision's "File not found or corrupted."
+        raise cifar.ArchiveError(
+            f"{url} downloaded but failed its md5 check (expected {md5}): {exc} "
+            "Check data.md5, or the mirror you point data.source at."
+        ) from None
+    return workdir / name
+
+
+def check_local(path: Path, md5: str | None) -> Path:
+    """A local archive: it must exist, and match ``md5`` when one is given."""
+    from torchvision.datasets.utils import calculate_md5, check_md5
+
+    if not path.is_file():
+        raise UserError(
+            f"data.source = {str(path)!r} is not a file or a folder. Give the path of "
+            f"cifar-10-python.tar.gz or of an extracted {cifar.BATCH_DIR}/ folder, an http(s) URL, "
+            "`cifar10` or `synthetic`."
+        )
+    if md5 and not check_md5(str(path), md5):
+        raise cifar.ArchiveError(
+            f"{path} does not match data.md5 = {md5} (md5 is {calculate_md5(str(path))}); "
+            "the file is "
+            "corrupt or not the one you meant. Fix data.md5 or re-download the archive."
+        )
+    return path
 
 
 def read_source(data: params.DataParams, workdir: Path) -> cifar.Dataset:
     """The data set ``data.source`` names, fetched or generated into ``workdir`` if needed."""
     if data.source == "synthetic":
         s = data.synthetic
-        log.info("generating a synthetic CIFAR-format archive: %d train / %d test images (seed %d)",
-                 s.n_train, s.n_test, s.seed)
-        return cifar.parse_archive(cifar.write_synthetic_archive(workdir / "cifar-10-python.tar.gz", s.n_train,
-                                                                 s.n_test, s.seed, s.noise))
-    if data.source == "cifar10" or cifar.is_url(data.source):
-        return cifar.parse_archive(cifar.fetch(data.source, data.md5, workdir))
+        log.info(
+            "generating a synthetic CIFAR-format archive: %d train / %d test images (seed %d)",
+            s.n_train,
+            s.n_test,
+            s.seed,
+        )
+        return cifar.parse_archive(
+            cifar.write_synthetic_archive(
+                workdir / "cifar-10-python.tar.gz", s.n_train, s.n_test, s.seed, s.noise
+            )
+        )
+    if data.source == "cifar10" or is_url(data.source):
+        return cifar.parse_archive(fetch(data.source, data.md5, workdir))
     path = Path(data.source).expanduser()
     if path.is_dir():
-        log.info("note: %s is a folder, so its batch files are read as they are; the md5 check is of "
-                 "archives only%s.", path, f" (data.md5 = {data.md5} is not applied)" if data.md5 else "")
+        log.info(
+            "note: %s is a folder, so its batch files are read as they are; the md5 check is of "
+            "archives only%s.",
+            path,
+            f" (data.md5 = {data.md5} is not applied)" if data.md5 else "",
+        )
         return cifar.parse_members(cifar.read_folder(path), path)
-    return cifar.parse_archive(cifar.check_local(path, data.md5))
+    return cifar.parse_archive(check_local(path, data.md5))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,9 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cifar10-") as tmp:
         dataset = read_source(data, Path(tmp))
     cifar.save(dataset, args.out)
-    log.info("wrote %s: %d train and %d test images, classes %s; train labels per class %s",
-             args.out, len(dataset.y_train), len(dataset.y_test), ", ".join(dataset.classes),
-             np.bincount(dataset.y_train, minlength=len(dataset.classes)).tolist())
+    log.info(
+        "wrote %s: %d train and %d test images, classes %s; train labels per class %s",
+        args.out,
+        len(dataset.y_train),
+        len(dataset.y_test),
+        ", ".join(dataset.classes),
+        np.bincount(dataset.y_train, minlength=len(dataset.classes)).tolist(),
+    )
 
 
 if __name__ == "__main__":

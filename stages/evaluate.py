@@ -20,51 +20,32 @@ from __future__ import annotations
 
 import argparse
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from stages.runtime import UserError, require, run_main, write_csv, write_json
+from stages import predictions
+from stages.inference import mean_sd
+from stages.io import run_main, write_csv, write_json
 
 log = logging.getLogger("cifar10_tricks.evaluate")
-PREDICTIONS = ("seeds", "y_true", "pred", "nll", "classes")
-
-
-def load_predictions(path: Path, variant: str) -> dict[str, np.ndarray]:
-    """The arrays of a predictions file written by the train stage, checked for shape."""
-    require(path, f"train@{variant}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            p = {k: z[k] for k in PREDICTIONS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
-                        f"rerun its train stage with `dvc repro -f train@{variant}`.") from None
-    n_seeds, n = len(p["seeds"]), len(p["y_true"])
-    if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
-        raise UserError(f"{path}: predictions of shape {p['pred'].shape} do not match {n_seeds} seeds x {n} "
-                        f"test images; rerun `dvc repro -f train@{variant}`.")
-    return p
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
     """One seed's scores; micro-F1 over single-label classes equals accuracy."""
     labels = list(range(len(classes)))
-    report = classification_report(y_true, y_pred, labels=labels, target_names=list(classes),
-                                   output_dict=True, zero_division=0)
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=list(classes), output_dict=True, zero_division=0
+    )
     return {
         "micro_f1": float(f1_score(y_true, y_pred, average="micro")),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)
+        ),
         "per_class": {c: {k: float(v) for k, v in report[c].items()} for c in classes},
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
-
-
-def summarise(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single seed)."""
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
 def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -76,7 +57,7 @@ def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
         per_seed[seed]["test_loss"] = float(nll.astype(np.float64).mean())
     metrics = {}
     for key in ("micro_f1", "macro_f1", "test_loss"):
-        mean, std = summarise([s[key] for s in per_seed.values()])
+        mean, std = mean_sd([s[key] for s in per_seed.values()])
         metrics[key], metrics[f"{key}_std"] = mean, std
     metrics["seeds"] = len(per_seed)
     report = {
@@ -95,16 +76,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results folder of this variant")
     args = parser.parse_args(argv)
 
-    p = load_predictions(args.predictions, args.variant)
+    p = predictions.read(args.predictions, args.variant)
     metrics, report = evaluate_predictions(p)
     classes = report["classes"]
-    write_csv(args.out / "confusion.csv", ["actual", "predicted"],
-              ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])))
+    write_csv(
+        args.out / "confusion.csv",
+        ["actual", "predicted"],
+        ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])),
+    )
     write_json(args.out / "report.json", report)
     write_json(args.out / "metrics.json", metrics)  # last: its presence means the rest is there
-    log.info("%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds", args.variant,
-             metrics["micro_f1"], metrics["micro_f1_std"], metrics["macro_f1"],
-             metrics["macro_f1_std"], metrics["seeds"])
+    log.info(
+        "%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",
+        args.variant,
+        metrics["micro_f1"],
+        metrics["micro_f1_std"],
+        metrics["macro_f1"],
+        metrics["macro_f1_std"],
+        metrics["seeds"],
+    )
 
 
 if __name__ == "__main__":

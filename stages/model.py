@@ -12,25 +12,22 @@ concatenated along dim 0: convolutions run with ``groups=S`` (seed s sees only c
 block s), the dense layers as batched matmuls.  Its input is (B, S*3, 32, 32): channel
 block s is seed s's batch of images; its output is (S, B, classes).  With one seed it is
 exactly the single model, and :meth:`Net.single` cuts seed s out of a stack as one.
-(The same stack through ``torch.func.vmap`` computes the same step 1.2-1.3x slower on a
-2-core EPYC: vmap lowers a batched convolution to a grouped one and adds its own work;
-``benchmarks/bench_stack.py``.)
+Grouped convolutions, not ``torch.func.vmap``: vmap lowers a batched convolution to a
+grouped one and adds its own work (`bench_stack` times grouped, vmap and one by one).
 Each seed keeps its own initialisation (drawn from its own seed) and, on the CPU, its
-own dropout masks (see :class:`MaskStreams`).
+own dropout masks (:mod:`stages.dropout`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stages.runtime import UserError
+from stages.dropout import MaskStreams, ReluDropout
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
@@ -49,8 +46,13 @@ class ModelConfig:
 
 def _shapes(n_classes: int) -> dict[str, tuple[int, ...]]:
     """Each layer's single-model weight shape (out, in[, kh, kw]), as nn.Conv2d/nn.Linear."""
-    return {"conv1": (32, 3, 3, 3), "conv2": (64, 32, 3, 3), "conv3": (64, 64, 3, 3),
-            "fc1": (64, 64 * 4 * 4), "fc2": (n_classes, 64)}
+    return {
+        "conv1": (32, 3, 3, 3),
+        "conv2": (64, 32, 3, 3),
+        "conv3": (64, 64, 3, 3),
+        "fc1": (64, 64 * 4 * 4),
+        "fc2": (n_classes, 64),
+    }
 
 
 class _Layer(nn.Module):
@@ -95,7 +97,10 @@ class Net(nn.Module):
             g = torch.Generator().manual_seed(seed)
             for name in LAYERS:
                 layer = getattr(self, name)
-                w, b = layer.weight.data.chunk(self.n_seeds)[s], layer.bias.data.chunk(self.n_seeds)[s]
+                w, b = (
+                    layer.weight.data.chunk(self.n_seeds)[s],
+                    layer.bias.data.chunk(self.n_seeds)[s],
+                )
                 if self.config.init == "kaiming_uniform":
                     nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g)
                 else:
@@ -111,7 +116,9 @@ class Net(nn.Module):
             layer = getattr(self, name)
             x = F.conv2d(x, layer.weight, layer.bias, groups=n)
             x = self._relu_dropout(x, cfg.dropout_conv, pool=name != "conv3")
-        x = x.reshape(len(x), n, -1).transpose(0, 1)  # (S, B, 1024), each seed flattened as (c, h, w)
+        x = x.reshape(len(x), n, -1).transpose(
+            0, 1
+        )  # (S, B, 1024), each seed flattened as (c, h, w)
         x = self._relu_dropout(self._dense(self.fc1, x), cfg.dropout_dense)
         return F.log_softmax(self._dense(self.fc2, x), dim=-1)
 
@@ -132,7 +139,7 @@ class Net(nn.Module):
         if self.training and p > 0 and x.device.type == "cpu":
             if self.masks is None:
                 self.masks = MaskStreams(self.seeds)
-            x = _ReluDropout.apply(x, self.masks, p)
+            x = ReluDropout.apply(x, self.masks, p)
             return (F.max_pool2d(x, 2) if pool else x) * (1.0 / (1.0 - p))
         return self._relu_torch_dropout(x, p, pool)
 
@@ -147,10 +154,12 @@ class Net(nn.Module):
         """The conv and linear weight matrices (not biases): what L1 penalises."""
         return [getattr(self, name).weight for name in LAYERS]
 
-    def single(self, s: int) -> "Net":
+    def single(self, s: int) -> Net:
         """Seed number ``s`` of the stack as a one-seed model (a copy, on the CPU)."""
         one = Net(self.config, (self.seeds[s],))
-        one.load_state_dict({k: v.detach().chunk(self.n_seeds)[s].cpu() for k, v in self.state_dict().items()})
+        one.load_state_dict(
+            {k: v.detach().chunk(self.n_seeds)[s].cpu() for k, v in self.state_dict().items()}
+        )
         return one
 
 
@@ -165,127 +174,15 @@ def stack_images(x: torch.Tensor) -> torch.Tensor:
     return nhwc.reshape(b, *nhwc.shape[1:3], n * 3).permute(0, 3, 1, 2)
 
 
-class MaskStreams:
-    """Dropout on the CPU: exact Bernoulli draws from fast seeded generators, applied in place.
-
-    torch's CPU dropout draws one Bernoulli per activation at ~13 ns each: for the conv
-    layers' 2.6 M activations of a batch of 64 that is about as much as the rest of the step
-    (~25-30 ms on a 2-core EPYC).  Here each seed has its own NumPy SFC64 stream, and each
-    activation costs one byte of it: kept if byte < k, dropped if byte > k, and on a tie (1
-    in 256) kept with the remaining probability, from a further 32-bit draw.  So each
-    activation is kept with probability exactly 1 - p (to 2^-40; torch's own compares a
-    24-bit float), masks are independent between seeds, and a seed's masks are the same
-    whatever else is stacked with it, on any core count.
-
-    The masks are drawn on the calling thread: worker threads measured slower here, as they
-    contend with torch's own threads (1.22x the no-dropout step against 1.17x, medians of 6
-    alternating processes on a 2-core EPYC).
-    """
-
-    def __init__(self, seeds: tuple[int, ...]):
-        self.streams = [np.random.SFC64(np.random.SeedSequence([seed, _DROPOUT_STREAM])) for seed in seeds]
-
-    def drop_(self, y: torch.Tensor, p: float) -> torch.Tensor:
-        """Zero each activation of the float32 CPU tensor ``y`` with probability ``p``, in place.
-
-        A 4-d ``y`` is conv activations (B, S*C, H, W), drawn in (B, H, W, C) order per seed
-        (memory order in channels_last, the fast case; any layout gets the same masks); a
-        3-d one is dense activations (S, B, F).  Kept values are left as they are: scaling
-        by 1/(1-p) is the caller's.
-        """
-        n = len(self.streams)
-        if y.dim() == 4:
-            nhwsc = y.permute(0, 2, 3, 1).unflatten(3, (n, -1)).numpy()
-            per_seed = [nhwsc[:, :, :, s] for s in range(n)]
-        else:
-            per_seed = list(y.numpy())
-        for stream, block in zip(self.streams, per_seed):
-            _bernoulli_drop(stream, block, 1.0 - p)
-        return y
-
-
-_DROPOUT_STREAM = 0xD5  # tags a seed's dropout stream apart from any other use of the seed
-CHUNK = 1 << 17  # activations drawn at a time: their bytes and mask stay in the core's L2 cache
-
-
-def _bernoulli_drop(stream: np.random.SFC64, block: np.ndarray, keep: float) -> None:
-    """Multiply each value of ``block`` (in place) by a Bernoulli(keep) draw (exact to 2^-40).
-
-    In chunks of whole rows (images) of about CHUNK values, so the drawn bytes and the mask
-    never leave the cache; the chunks depend only on the block's shape, so a seed's draws
-    are the same in any stack.
-    """
-    if block.size == 0:
-        return
-    k, frac = divmod(keep * 256, 1.0)
-    k, threshold = int(k), np.uint64(round(frac * 2**32))
-    rows = max(1, CHUNK // block[0].size)
-    for i in range(0, len(block), rows):
-        chunk = block[i : i + rows]
-        byte = stream.random_raw(-(-chunk.size // 8)).view(np.uint8)[: chunk.size]
-        kept = np.less(byte, k)
-        ties = np.flatnonzero(byte == k)
-        if len(ties):
-            kept[ties] = (stream.random_raw(len(ties)) >> np.uint64(32)) < threshold
-        np.multiply(chunk, kept.reshape(chunk.shape), out=chunk)
-
-
-class _ReluDropout(torch.autograd.Function):
-    """relu(x) with dropout's zeros (unscaled), in place in x; the backward reads the mask from it.
-
-    ``y > 0`` exactly where x > 0 and the activation is kept, so the gradient is
-    threshold_backward(grad, y): the same numbers as autograd's relu then a multiply by the
-    mask, with neither the mask nor a second buffer kept.  x is a conv's or a dense layer's
-    output, which their backward passes do not need.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, streams: MaskStreams, p: float) -> torch.Tensor:
-        y = streams.drop_(x.relu_(), p)
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad, y, 0), None, None
-
-
-def save_checkpoint(model: Net, path: Path, **extra) -> None:
-    """A one-seed model's state_dict plus the config that rebuilds it; no pickled module."""
-    from stages.runtime import atomic_path
-
-    if model.n_seeds != 1:
-        raise ValueError("save one seed at a time: model.single(s)")
-    payload = {"config": asdict(model.config), "state_dict": model.state_dict(), "seed": model.seeds[0], **extra}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[Net, dict]:
-    """Rebuild a saved one-seed model (weights-only loading: no code runs from the file)."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-        config = payload["config"]
-        config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-        model = Net(config, (int(payload.get("seed", 0)),)).to(device)
-        model.load_state_dict(payload["state_dict"])
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; run `dvc repro` to train the model.") from None
-    except Exception as exc:  # a torn or foreign file: many exception types
-        raise UserError(f"{path} is not a usable checkpoint ({type(exc).__name__}: {exc}); "
-                        "rerun its train stage with `dvc repro -f train@<variant>`.") from None
-    return model, payload
-
-
 @torch.no_grad()
-def predict(model: Net, x: torch.Tensor, precision: str = "fp32", batch_size: int = 256) -> torch.Tensor:
+def predict(
+    model: Net, x: torch.Tensor, precision: str = "fp32", batch_size: int = 256
+) -> torch.Tensor:
     """Log-probabilities (S, N, classes), float32, of every seed for uint8 images ``x``
     (N, 3, 32, 32), in eval mode.
 
-    Batches of 256 keep a batch's activations in a CPU's caches: the 10,000 test images take
-    1.0 s on the 2-core CPU against 2.5 s in batches of 1,000; on a GPU either is milliseconds.
+    Batches of 256 keep a batch's activations in a CPU's caches (batches of 1,000 took 2.5x
+    as long on a 2-core CPU); on a GPU either is milliseconds.
     """
     was_training = model.training
     model.eval()

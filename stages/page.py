@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.runtime import run_main, write_text
+from stages.io import run_main, write_text
 
 log = logging.getLogger("cifar10_tricks.page")
 VEGA_LITE = "5"  # the schema of DVC's built-in templates and of .dvc/plots/*.json
@@ -28,7 +28,7 @@ PAGE = """<!DOCTYPE html>
     {{refresh_tag}}
     <meta charset="utf-8">
     <title>DVC Plot</title>
-    <!-- Vega {vega}, Vega-Lite {vega_lite} and Vega-Embed, inlined by `dvc repro page`: no network needed. -->
+    <!-- Vega {vega}, Vega-Lite {vega_lite}, Vega-Embed inlined by `dvc repro page`: no network. -->
     <script type="text/javascript">
 {bundle}
     </script>
@@ -56,8 +56,14 @@ def vega_bundle() -> tuple[str, dict[str, str]]:
     """(the JavaScript bundle, the versions in it) from vl-convert-python."""
     import vl_convert
 
-    ours = [v.lstrip("v") for v in vl_convert.get_vegalite_versions() if v.lstrip("v").split(".")[0] == VEGA_LITE]
-    version = max(ours, key=lambda v: tuple(int(x) for x in v.split(".")))  # the newest 5.x it ships
+    ours = [
+        v.lstrip("v")
+        for v in vl_convert.get_vegalite_versions()
+        if v.lstrip("v").split(".")[0] == VEGA_LITE
+    ]
+    version = max(
+        ours, key=lambda v: tuple(int(x) for x in v.split("."))
+    )  # the newest 5.x it ships
     versions = {"vega": vl_convert.get_vega_version(), "vega-lite": version}
     return vl_convert.javascript_bundle(vl_version=f"v{version}"), versions
 
@@ -69,8 +75,13 @@ def main(argv: list[str] | None = None) -> None:
 
     bundle, versions = vega_bundle()
     write_text(args.out, page_html(bundle, versions))
-    log.info("wrote %s: Vega %s, Vega-Lite %s inlined (%d kB)", args.out, versions["vega"],
-             versions["vega-lite"], len(bundle) // 1024)
+    log.info(
+        "wrote %s: Vega %s, Vega-Lite %s inlined (%d kB)",
+        args.out,
+        versions["vega"],
+        versions["vega-lite"],
+        len(bundle) // 1024,
+    )
 
 
 if __name__ == "__main__":

@@ -1,32 +1,33 @@
 """The params.yaml schema: read once, into typed, validated, frozen objects.
 
-Every stage calls :func:`load` and uses only the section that ``dvc.yaml`` lists as its
-params, so an edit elsewhere reruns nothing.  The whole file is validated on every load,
-so a typo anywhere fails at the first stage with a message that names the key, the
-value and what is allowed, never halfway through a run.
+The stages that read params (download, train, compare) call :func:`load` and use only the
+sections ``dvc.yaml`` lists as their params, so an edit elsewhere reruns nothing.  The
+whole file is validated on every load, so a typo anywhere fails at the first such stage
+with a message that names the key, the value and what is allowed, never halfway through
+a run.
 
-Sections: ``data`` (download), ``train`` (train, evaluate), ``variants`` (train; one
-entry per variant), ``compare`` (compare).
+Sections: ``data`` (download), ``train`` (train), ``variants`` (train, one entry per
+variant; compare, their names and order), ``compare`` (compare).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from stages.runtime import UserError
+from stages.io import UserError
 
 # Safe as a file name, a DVC stage name (train@<name>) and a `dvc exp run -S` key.
 VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
-TESTS = ("welch",)
 CORRECTIONS = ("holm", "none")
 
 
@@ -94,7 +95,11 @@ def _per_step(v: int | str) -> str | None:
 
 
 def _source(v: str) -> str | None:
-    return None if v.strip() else "cifar10, synthetic, an http(s) URL, or the path of an archive or folder"
+    return (
+        None
+        if v.strip()
+        else "cifar10, synthetic, an http(s) URL, or the path of an archive or folder"
+    )
 
 
 def _knob(kind, check=None, default: Any = None, **kw):
@@ -128,8 +133,7 @@ class TrainParams:
     epochs: int = _knob(int, _at_least(1), default=10)
     batch_size: int = _knob(int, _at_least(1), default=64)
     seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: tuple(range(10)))
-    # At most this many seeds train together in one step; auto: as memory allows on a GPU,
-    # one on a CPU (where stacking is slower per model).
+    # At most this many seeds train together in one step; auto: stages.device.seeds_per_step.
     seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
     device: str = _knob(str, _device, default="auto")
     precision: str = _knob(str, _one_of(PRECISIONS), default="auto")
@@ -155,7 +159,6 @@ class Variant:
 class CompareParams:
     baseline: str = _knob(str, default="baseline")
     alpha: float = _knob(float, _open_unit, default=0.05)
-    test: str = _knob(str, _one_of(TESTS), default="welch")
     # Family-wise correction of the table's p-values before the verdicts: holm | none.
     correction: str = _knob(str, _one_of(CORRECTIONS), default="holm")
     # Which rung each variant is compared with besides the baseline; a variant not
@@ -196,8 +199,15 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 
 def _type_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "null"}
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }
     return " or ".join(names.get(k, "a mapping") for k in kinds)
 
 
@@ -254,7 +264,9 @@ def parse(raw: Any) -> Params:
     unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
         raise ParamsError(
-            f"params.yaml: unknown top-level key {unknown[0]!r}; allowed: " + ", ".join(allowed) + "."
+            f"params.yaml: unknown top-level key {unknown[0]!r}; allowed: "
+            + ", ".join(allowed)
+            + "."
         )
     raw_variants = raw.get("variants")
     if not isinstance(raw_variants, dict) or not raw_variants:
@@ -281,13 +293,15 @@ def parse(raw: Any) -> Params:
     if compare.baseline not in variants:
         raise ParamsError(
             f"compare.baseline = {compare.baseline!r} is not a variant; choose one of "
-            + ", ".join(variants) + "."
+            + ", ".join(variants)
+            + "."
         )
     for child, parent in compare.parents.items():
         if child not in variants or parent not in variants:
             raise ParamsError(
                 f"compare.parents: {child!r}: {parent!r} must name two variants from "
-                + ", ".join(variants) + "."
+                + ", ".join(variants)
+                + "."
             )
     return Params(
         data=build(DataParams, raw.get("data"), "data"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import cifar
-from stages.runtime import UserError, run_main, write_json
+from stages.io import UserError, run_main, write_json
 
 log = logging.getLogger("cifar10_tricks.stats")
 
@@ -27,7 +27,9 @@ def channel_stats(images: np.ndarray, chunk: int = 5000) -> tuple[list[float], l
     round-off; memory stays at one chunk of 5000 images, about 120 MB of int64).
     """
     if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
-        raise UserError(f"expected a non-empty (N, 32, 32, 3) image array, got shape {images.shape}.")
+        raise UserError(
+            f"expected a non-empty (N, 32, 32, 3) image array, got shape {images.shape}."
+        )
     total = np.zeros(3, dtype=np.int64)
     squares = np.zeros(3, dtype=np.int64)
     for i in range(0, len(images), chunk):
@@ -49,9 +51,15 @@ def main(argv: list[str] | None = None) -> None:
 
     x_train = cifar.load(args.data).x_train
     mean, std = channel_stats(x_train)
-    write_json(args.out, {"mean": mean, "std": std, "n_images": int(len(x_train)), "scale": "[0, 1]"})
-    log.info("train-set mean %s std %s over %d images",
-             [round(m, 4) for m in mean], [round(s, 4) for s in std], len(x_train))
+    write_json(
+        args.out, {"mean": mean, "std": std, "n_images": int(len(x_train)), "scale": "[0, 1]"}
+    )
+    log.info(
+        "train-set mean %s std %s over %d images",
+        [round(m, 4) for m in mean],
+        [round(s, 4) for s in std],
+        len(x_train),
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Shared fixtures: small synthetic archives and a helper to craft hostile ones."""
+"""Shared fixtures: small synthetic archives, hostile ones crafted from them, fresh processes."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -33,3 +36,18 @@ def write_tar(path: Path, members: dict[str, bytes], extra=()) -> Path:
         for info in extra:
             tar.addfile(info)
     return path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(*args: str, check: bool = False, **env: str) -> subprocess.CompletedProcess:
+    """``python *args`` in a fresh process at the project root, with ``env`` added; text output."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, **env},
+    )

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from stages import evaluate
-from stages.train import write_predictions
+from stages import evaluate, predictions
+from stages.io import UserError
+from tests.conftest import run_python
 
 CLASSES = tuple("abcdefghij")
 
@@ -23,14 +21,11 @@ def test_micro_f1_is_accuracy_and_per_class_is_complete():
     s = evaluate.score(y_true, y_pred, tuple("abcd"))
     assert s["micro_f1"] == pytest.approx((y_true == y_pred).mean())
     assert set(s["per_class"]) == set("abcd")
-    assert s["per_class"]["c"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1-score": 0.8, "support": 2})
+    assert s["per_class"]["c"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1-score": 0.8, "support": 2}
+    )
     assert np.trace(s["confusion"]) == 5 and np.sum(s["confusion"]) == 8
     assert s["confusion"][1][2] == 1  # actual b predicted c
-
-
-def test_summarise_is_mean_and_sample_std():
-    assert evaluate.summarise([0.5, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
-    assert evaluate.summarise([0.4]) == (0.4, 0.0)
 
 
 def _predictions(path, seeds=(3, 5), n=60, seed=0):
@@ -38,7 +33,7 @@ def _predictions(path, seeds=(3, 5), n=60, seed=0):
     y = rng.integers(0, 10, n)
     pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
     nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
-    write_predictions(path, seeds, y, pred, nll, CLASSES)
+    predictions.write(path, seeds, y, pred, nll, CLASSES)
     return y, pred, nll
 
 
@@ -63,22 +58,31 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
 def test_stage_imports_no_torch(tmp_path):
     """Scoring needs NumPy and scikit-learn only: no torch import, no CUDA context."""
     _predictions(tmp_path / "p.npz")
-    code = ("import sys; from stages import evaluate; evaluate.main(['--variant', 'v', '--predictions', "
-            f"{str(tmp_path / 'p.npz')!r}, '--out', {str(tmp_path / 'r')!r}]); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=evaluate.Path(__file__).parents[1])
+    code = (
+        "import sys; from stages import evaluate; "
+        "evaluate.main(['--variant', 'v', '--predictions', "
+        f"{str(tmp_path / 'p.npz')!r}, '--out', {str(tmp_path / 'r')!r}]); "
+        "print('torch' in sys.modules)"
+    )
+    out = run_python("-c", code, check=True)
     assert out.stdout.split()[-1] == "False" and (tmp_path / "r/metrics.json").is_file()
 
 
 def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
-    with pytest.raises(evaluate.UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
-        evaluate.load_predictions(tmp_path / "missing.npz", "v")
+    with pytest.raises(UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
+        predictions.read(tmp_path / "missing.npz", "v")
     _predictions(tmp_path / "p.npz")
     blob = (tmp_path / "p.npz").read_bytes()
     (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(evaluate.UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
-        evaluate.load_predictions(tmp_path / "p.npz", "v")
-    write_predictions(tmp_path / "q.npz", (0, 1), np.zeros(5, int), np.zeros((1, 5), int),
-                      np.zeros((1, 5), np.float32), CLASSES)
-    with pytest.raises(evaluate.UserError, match=r"do not match 2 seeds x 5 test images"):
-        evaluate.load_predictions(tmp_path / "q.npz", "v")
+    with pytest.raises(UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
+        predictions.read(tmp_path / "p.npz", "v")
+    predictions.write(
+        tmp_path / "q.npz",
+        (0, 1),
+        np.zeros(5, int),
+        np.zeros((1, 5), int),
+        np.zeros((1, 5), np.float32),
+        CLASSES,
+    )
+    with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
+        predictions.read(tmp_path / "q.npz", "v")

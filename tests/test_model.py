@@ -1,5 +1,4 @@
-"""The CNN: its size, where each knob acts, seeds stacked in one model, CPU dropout masks, and
-checkpoints that rebuild it."""
+"""The CNN: its size, where each knob acts, seeds stacked in one model, dropout in its layers."""
 
 from __future__ import annotations
 
@@ -9,14 +8,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import numpy as np
-
-from stages.model import MaskStreams, ModelConfig, Net, load_checkpoint, predict, save_checkpoint, stack_images
-from stages.runtime import UserError
+from stages.model import ModelConfig, Net, predict, stack_images
 
 
 def images(n=8, seed=0):
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def test_parameter_count_is_the_tutorials():
@@ -58,7 +56,9 @@ def _dropout_calls(cfg, train=True, seeds=(0,)):
         alive = F.relu(x) != 0
         out = inner(x.clone(), p)  # unpooled; the pool comes after, as in the model
         site = "conv" if x.dim() == 4 else "dense"
-        calls.append((site, tuple(x.shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item()))
+        calls.append(
+            (site, tuple(x.shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item())
+        )
         return F.max_pool2d(out, 2) if pool else out
 
     model._relu_dropout = record
@@ -69,7 +69,11 @@ def _dropout_calls(cfg, train=True, seeds=(0,)):
 def test_dropout_sits_after_each_conv_and_after_fc1():
     calls = _dropout_calls(ModelConfig(dropout_conv=0.3, dropout_dense=0.6))
     assert [(n, s) for n, s, _ in calls] == [
-        ("conv", (32, 30, 30)), ("conv", (64, 13, 13)), ("conv", (64, 4, 4)), ("dense", (64, 64))]
+        ("conv", (32, 30, 30)),
+        ("conv", (64, 13, 13)),
+        ("conv", (64, 4, 4)),
+        ("dense", (64, 64)),
+    ]
     for name, _, zeroed in calls:
         assert zeroed == pytest.approx(0.3 if name == "conv" else 0.6, abs=0.05)
 
@@ -88,37 +92,6 @@ def test_dropout_inactive_in_eval_mode():
     model = Net(ModelConfig(dropout_conv=0.5, dropout_dense=0.5)).eval()
     x = images()
     torch.testing.assert_close(model(x), model(x))
-
-
-def _dropped(streams, x, p):
-    y = x.clone()
-    assert streams.drop_(y, p) is y
-    return y
-
-
-def test_cpu_masks_are_exact_bernoulli():
-    """Each value kept as it is or zeroed; the kept share is 1-p within sampling error (1.8 M draws)."""
-    for p in (0.2, 0.5, 0.9):
-        x = torch.ones(64, 32, 30, 30).contiguous(memory_format=torch.channels_last)
-        m = _dropped(MaskStreams((0,)), x, p)
-        assert torch.unique(m).tolist() == [0.0, 1.0]
-        kept = m.double().mean().item()
-        sd = math.sqrt(p * (1 - p) / m.numel())
-        assert abs(kept - (1 - p)) < 5 * sd, (p, kept)
-
-
-def test_cpu_masks_differ_between_seeds_and_follow_their_seed():
-    """A stack's seed blocks get different masks; a seed's masks are its own in any stack and
-    any memory layout, and the same again for the same seed (deterministic)."""
-    x = torch.ones(16, 3 * 32, 8, 8).contiguous(memory_format=torch.channels_last)
-    stack = _dropped(MaskStreams((0, 1, 2)), x, 0.5).chunk(3, dim=1)
-    assert not torch.equal(stack[0], stack[1]) and not torch.equal(stack[1], stack[2])
-    alone = _dropped(MaskStreams((1,)), x[:, :32].contiguous(memory_format=torch.channels_last), 0.5)
-    assert torch.equal(alone, stack[1])
-    assert torch.equal(_dropped(MaskStreams((1,)), x[:, :32].contiguous(), 0.5), alone)  # NCHW memory
-    dense = _dropped(MaskStreams((0, 1)), torch.ones(2, 16, 64), 0.5)
-    assert not torch.equal(dense[0], dense[1])
-    assert torch.equal(_dropped(MaskStreams((1,)), torch.ones(1, 16, 64), 0.5)[0], dense[1])
 
 
 def test_cpu_dropout_scales_kept_values_and_its_gradient_is_relus_through_the_kept():
@@ -144,7 +117,13 @@ def test_default_init_is_pytorchs_own_for_the_tutorials_layers():
 
     for seed in (0, 5):
         torch.manual_seed(seed)
-        ref = [nn.Conv2d(3, 32, 3), nn.Conv2d(32, 64, 3), nn.Conv2d(64, 64, 3), nn.Linear(1024, 64), nn.Linear(64, 10)]
+        ref = [
+            nn.Conv2d(3, 32, 3),
+            nn.Conv2d(32, 64, 3),
+            nn.Conv2d(64, 64, 3),
+            nn.Linear(1024, 64),
+            nn.Linear(64, 10),
+        ]
         ours = Net(ModelConfig(), (9, seed)).single(1)
         for mine, theirs in zip((ours.conv1, ours.conv2, ours.conv3, ours.fc1, ours.fc2), ref):
             assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
@@ -152,7 +131,9 @@ def test_default_init_is_pytorchs_own_for_the_tutorials_layers():
 
 def test_a_stack_is_its_seeds_side_by_side():
     """Seed s of a stack: the same initial weights and outputs as a model of seed s alone."""
-    cfg = ModelConfig(normalize=True, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), init="kaiming_uniform")
+    cfg = ModelConfig(
+        normalize=True, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), init="kaiming_uniform"
+    )
     stack = Net(cfg, (4, 7, 9))
     alone = Net(cfg, (7,))
     for name, p in alone.state_dict().items():
@@ -182,24 +163,3 @@ def test_kaiming_uniform_bound():
         assert w.abs().max() > 0.95 * bound  # uniform over the whole range, not PyTorch's default
     default = Net(ModelConfig())
     assert default.fc1.weight.abs().max() <= 1 / math.sqrt(1024) + 1e-7
-
-
-def test_checkpoint_round_trip(tmp_path):
-    stack = Net(ModelConfig(normalize=True, mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1), dropout_conv=0.2,
-                            classes=("a",) * 10), (2, 3))
-    save_checkpoint(stack.single(1), tmp_path / "m.pt")
-    back, payload = load_checkpoint(tmp_path / "m.pt")
-    assert back.config == stack.config and payload["seed"] == 3 and back.seeds == (3,)
-    x = images()
-    torch.testing.assert_close(predict(back, x)[0], predict(stack, x)[1], rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="one seed at a time"):
-        save_checkpoint(stack, tmp_path / "both.pt")
-
-
-def test_torn_checkpoint_is_a_clear_error(tmp_path):
-    model = Net(ModelConfig())
-    save_checkpoint(model, tmp_path / "m.pt")
-    blob = (tmp_path / "m.pt").read_bytes()
-    (tmp_path / "m.pt").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(UserError, match="not a usable checkpoint"):
-        load_checkpoint(tmp_path / "m.pt")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.dvc_project import make_project
+from benchmarks.project import Project, make_project
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +44,28 @@ def test_offline_download_fails_cleanly(tmp_path):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """The whole pipeline on tiny synthetic data: 1 epoch, 2 seeds, every variant."""
+    """The whole pipeline on tiny synthetic data (1 epoch, 2 seeds, every variant), run and
+    committed.  Read-only: a test that changes a project takes its own copy (``own_run``)."""
     proj = make_project(tmp_path_factory.mktemp("full"))
     raw = proj.params()
     raw["train"].update({"epochs": 1, "seeds": [0, 1]})
     proj.set_params(raw)
     proj.commit("tiny run")
     proj.dvc("repro")
+    proj.commit("results")
     return proj
+
+
+@pytest.fixture
+def own_run(full_run, tmp_path):
+    """A copy of ``full_run`` (git history, DVC cache and all) for one test to change."""
+    import shutil
+
+    def skip_dvc_tmp(folder, names):  # DVC's per-repo state and queue: made afresh
+        return ["tmp"] if folder.endswith(".dvc") else []
+
+    shutil.copytree(full_run.path, tmp_path / "project", symlinks=True, ignore=skip_dvc_tmp)
+    return Project(tmp_path / "project")
 
 
 def test_every_variant_has_metrics_and_plot_data(full_run):
@@ -72,15 +86,17 @@ def test_every_variant_has_metrics_and_plot_data(full_run):
     assert all(f"results/{name}/metrics.json" in shown for name in variants)
 
 
-def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(full_run):
-    assert "Running stage" not in full_run.dvc("repro").stdout
-    raw = full_run.params()
+def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(own_run):
+    assert "Running stage" not in own_run.dvc("repro").stdout
+    raw = own_run.params()
     raw["variants"]["dropout_conv"]["dropout_conv"] = 0.3
-    full_run.set_params(raw)
-    out = full_run.dvc("repro").stdout
-    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+    own_run.set_params(raw)
+    out = own_run.dvc("repro").stdout
+    ran = sorted(
+        line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")
+    )
     assert ran == ["compare", "evaluate@dropout_conv", "train@dropout_conv"]
-    assert "variants.dropout_conv.dropout_conv" in full_run.dvc("params", "diff").stdout
+    assert "variants.dropout_conv.dropout_conv" in own_run.dvc("params", "diff").stdout
 
 
 def test_compare_covers_every_variant(full_run):
@@ -96,15 +112,14 @@ def test_compare_covers_every_variant(full_run):
     assert len(curves) == 1 + len(variants)  # 1 epoch each
 
 
-def test_metrics_diff_between_branches(full_run):
-    full_run.commit("results on main")
-    full_run.git("checkout", "-q", "-b", "more-dropout")
-    raw = full_run.params()
+def test_metrics_diff_between_branches(own_run):
+    own_run.git("checkout", "-q", "-b", "more-dropout")
+    raw = own_run.params()
     raw["variants"]["dropout_dense"]["dropout_dense"] = 0.5
-    full_run.set_params(raw)
-    full_run.dvc("repro")
-    full_run.commit("dropout_dense 0.5")
-    diff = json.loads(full_run.dvc("metrics", "diff", "main", "--json").stdout)
+    own_run.set_params(raw)
+    own_run.dvc("repro")
+    own_run.commit("dropout_dense 0.5")
+    diff = json.loads(own_run.dvc("metrics", "diff", "main", "--json").stdout)
     changed = {path for path, values in diff.items() if values}
     assert changed <= {"results/dropout_dense/metrics.json", "compare/summary.json"}
     assert "results/dropout_dense/metrics.json" in changed
@@ -124,15 +139,17 @@ def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
     assert (tmp_path / "diff" / "index.html").is_file()
 
 
-def test_exp_run_and_readable_exp_show(full_run):
-    before = json.loads((full_run.path / "compare/summary.json").read_text())["micro_f1"]
-    full_run.dvc("exp", "run", "-n", "conv03", "-S", "variants.dropout_conv.dropout_conv=0.3")
-    shown = full_run.dvc("exp", "show", "--csv", "--drop", ".*", "--keep", "micro_f1[.]").stdout.splitlines()
+def test_exp_run_and_readable_exp_show(own_run):
+    before = json.loads((own_run.path / "compare/summary.json").read_text())["micro_f1"]
+    own_run.dvc("exp", "run", "-n", "conv03", "-S", "variants.dropout_conv.dropout_conv=0.3")
+    shown = own_run.dvc(
+        "exp", "show", "--csv", "--drop", ".*", "--keep", "micro_f1[.]"
+    ).stdout.splitlines()
     header = shown[0].split(",")
     assert header == [f"micro_f1.{name}" for name in before]  # short names, no path:name wall
     rows = [dict(zip(header, line.split(","))) for line in shown[1:]]
     assert len(rows) >= 2  # the workspace/baseline commit and the experiment
-    after = json.loads((full_run.path / "compare/summary.json").read_text())["micro_f1"]
+    after = json.loads((own_run.path / "compare/summary.json").read_text())["micro_f1"]
     unchanged = [n for n in before if n != "dropout_conv"]
     assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
 
@@ -145,7 +162,15 @@ def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tupl
     import time
 
     for name, value in values.items():
-        proj.dvc("exp", "run", "--queue", "-n", name, "-S", f"variants.dropout_dense.dropout_dense={value}")
+        proj.dvc(
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            name,
+            "-S",
+            f"variants.dropout_dense.dropout_dense={value}",
+        )
     proj.dvc("queue", "start", "-j", str(jobs))
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -162,34 +187,44 @@ def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tupl
                 if rev.get("name") in values:
                     variants = data["params"]["params.yaml"]["data"]["variants"]
                     metrics = data["metrics"]["results/dropout_dense/metrics.json"]["data"]
-                    found[rev["name"]] = (variants["dropout_dense"]["dropout_dense"], metrics["test_loss"])
+                    found[rev["name"]] = (
+                        variants["dropout_dense"]["dropout_dense"],
+                        metrics["test_loss"],
+                    )
     return found
 
 
-def test_queued_experiments_finish_with_their_own_metrics(full_run):
-    found = _queue_and_wait(full_run, 1, {"dense01": 0.1, "dense04": 0.4})
+def test_queued_experiments_finish_with_their_own_metrics(own_run):
+    found = _queue_and_wait(own_run, 1, {"dense01": 0.1, "dense04": 0.4})
     assert found.keys() == {"dense01", "dense04"}, found
     assert found["dense01"][0] == 0.1 and found["dense04"][0] == 0.4
     assert found["dense01"][1] != found["dense04"][1]  # each has metrics of its own run
 
 
-def test_two_queued_experiments_in_parallel(full_run):
+def test_two_queued_experiments_in_parallel(own_run):
     """`dvc queue start -j 2`: two workers at once, separate and correct metrics."""
-    found = _queue_and_wait(full_run, 2, {"par015": 0.15, "par035": 0.35})
+    found = _queue_and_wait(own_run, 2, {"par015": 0.15, "par035": 0.35})
     assert found.keys() == {"par015", "par035"}, found
     assert found["par015"][0] == 0.15 and found["par035"][0] == 0.35
     assert found["par015"][1] != found["par035"][1]
 
 
-def test_same_params_give_bitwise_identical_metrics(full_run):
-    """On the CPU, a second full run with the same params reproduces every metrics file byte for byte."""
-    root = full_run.path
-    files = sorted([*root.glob("results/*/metrics.json"), *root.glob("results/*/report.json"),
-                    *root.glob("results/*/confusion.csv"), *root.glob("results/*/live/plots/metrics/**/*.tsv"),
-                    *root.glob("compare/*.json"), *root.glob("compare/*.csv")])
+def test_same_params_give_bitwise_identical_metrics(own_run):
+    """On the CPU, a second full run with the same params reproduces every metrics file bitwise."""
+    root = own_run.path
+    files = sorted(
+        [
+            *root.glob("results/*/metrics.json"),
+            *root.glob("results/*/report.json"),
+            *root.glob("results/*/confusion.csv"),
+            *root.glob("results/*/live/plots/metrics/**/*.tsv"),
+            *root.glob("compare/*.json"),
+            *root.glob("compare/*.csv"),
+        ]
+    )
     assert len(files) > 8 * 4
     before = {f: f.read_bytes() for f in files}
-    full_run.dvc("repro", "-f")
+    own_run.dvc("repro", "-f")
     assert {f: f.read_bytes() for f in files} == before
 
 
@@ -202,7 +237,7 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
 
     import psutil
 
-    from tests.dvc_project import GIT_ENV
+    from benchmarks.project import GIT_ENV
 
     proj = make_project(tmp_path, n_train=2000)
     raw = proj.params()
@@ -211,15 +246,24 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
     proj.commit("long run")
     proj.dvc("repro", "stats")
     env = {**__import__("os").environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
-    dvc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train@baseline"], cwd=tmp_path, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dvc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "train@baseline"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in dvc.stdout:
         seen.append(line)
         if "epoch 2/40" in line:
             break
-    victims = [p for p in psutil.Process(dvc.pid).children(recursive=True)
-               if "stages.train" in " ".join(p.cmdline())]
+    victims = [
+        p
+        for p in psutil.Process(dvc.pid).children(recursive=True)
+        if "stages.train" in " ".join(p.cmdline())
+    ]
     assert victims, "".join(seen)
     time.sleep(0.3)  # well inside epoch 3
     for p in victims:
@@ -239,12 +283,24 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
 
 # --- the plots page, offline ---------------------------------------------------------------
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  # the network off: every request goes to a closed port, every name fails to resolve
-                  "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-                  "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
-                  "--virtual-time-budget=15000", "--dump-dom")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # the network off: every request goes to a closed port, every name fails to resolve
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=15000",
+    "--dump-dom",
+)
 
 
 def _render(page, profile) -> tuple[str, str]:
@@ -254,9 +310,15 @@ def _render(page, profile) -> tuple[str, str]:
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("needs headless Chromium (Debian: apt-get install chromium; .ci/run installs it)")
-    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
-                          capture_output=True, text=True, timeout=180)
+        pytest.skip(
+            "needs headless Chromium (Debian: apt-get install chromium; .ci/run installs it)"
+        )
+    proc = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     return proc.stdout, proc.stderr
 
 
@@ -302,8 +364,6 @@ def test_plots_diff_page_draws_offline_too(full_run, tmp_path):
 def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path):
     """A runs the pipeline and pushes; B pulls and finds everything up to date, diffs A's
     branch, and sees A's experiment after `dvc exp pull`."""
-    from tests.dvc_project import Project
-
     origin, storage = tmp_path / "origin.git", tmp_path / "storage"
     a = make_project(tmp_path / "a")
     a.run("git", "init", "-q", "--bare", "-b", "main", str(origin))
@@ -322,10 +382,14 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     b = Project(tmp_path / "b")
     a.run("git", "clone", "-q", str(origin), str(b.path))
     b.dvc("pull")
-    assert (b.path / "models/baseline/seed_1.pt").is_file() and (b.path / "page/dvc-plots.html").is_file()
+    assert (b.path / "models/baseline/seed_1.pt").is_file() and (
+        b.path / "page/dvc-plots.html"
+    ).is_file()
     assert "up to date" in b.dvc("status").stdout
     assert "Running stage" not in b.dvc("repro").stdout
-    assert (b.path / "compare/summary.json").read_text() == (a.path / "compare/summary.json").read_text()
+    assert (b.path / "compare/summary.json").read_text() == (
+        a.path / "compare/summary.json"
+    ).read_text()
 
     a.git("checkout", "-q", "-b", "faster-lr")
     raw["variants"]["norm_inputs"]["lr"] = 0.003
@@ -336,7 +400,9 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     a.git("push", "-q", "origin", "faster-lr")
     b.git("fetch", "-q", "origin")
     diff = json.loads(b.dvc("metrics", "diff", "origin/faster-lr", "--json").stdout)
-    assert diff["results/norm_inputs/metrics.json"] and not diff.get("results/baseline/metrics.json")
+    assert diff["results/norm_inputs/metrics.json"] and not diff.get(
+        "results/baseline/metrics.json"
+    )
 
     a.git("checkout", "-q", "main")
     a.dvc("checkout")

@@ -51,7 +51,7 @@ def test_missing_data_file_names_the_stage(tmp_path):
 def test_outputs_get_the_usual_file_mode(tmp_path):
     import os
 
-    from stages.runtime import write_json
+    from stages.io import write_json
 
     write_json(tmp_path / "x.json", {"a": 1})
     umask = os.umask(0)

@@ -1,4 +1,5 @@
-"""A copy of this project in a temporary git repository, for running real `dvc` commands."""
+"""A copy of this project in a temporary git repository, for running real `dvc` commands:
+what `bench_pipeline` times and the end-to-end tests run."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/plots")
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+COPIED = (
+    "stages",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/plots",
+)
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 
 class Project:
@@ -24,7 +37,9 @@ class Project:
         env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,0 +1,85 @@
+"""What every benchmark shares: the machine it ran on, the commit it measured, the report writer,
+and the synthetic data set of CIFAR-10's real size."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (lscpu's), to be named beside every figure."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine a figure belongs to: CPU, cores, GPU (if any), torch, Python."""
+    info = {
+        "cpu": cpu_name(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    import torch
+
+    info["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def commit() -> dict:
+    """The git commit measured, and whether the work tree differed from it."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def write_report(path: str | Path, report: dict) -> dict:
+    """Write ``report`` as JSON at ``path``, keyed by the commit and the machine it measured,
+    with the command that made it; returns what was written."""
+    full = {
+        **commit(),
+        "machine": machine(),
+        "command": " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
+        **report,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full, indent=2) + "\n")
+    return full
+
+
+def synthetic_data(path: Path, n_train: int, n_test: int, noise: float = 120.0):
+    """The synthetic data set at ``path`` (a data file), generated there first if absent."""
+    from stages import cifar
+
+    if not path.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = cifar.write_synthetic_archive(
+                Path(tmp) / "a.tar.gz", n_train, n_test, seed=0, noise=noise
+            )
+            cifar.save(cifar.parse_archive(archive), path)
+    return cifar.load(path)

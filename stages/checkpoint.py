@@ -1,0 +1,49 @@
+"""Saved models: one seed's state_dict together with the config that rebuilds it.
+
+A checkpoint is a dict of tensors and plain values (no pickled module), loaded with
+``weights_only=True``, so no code runs from the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from stages.io import UserError, atomic_path
+from stages.model import ModelConfig, Net
+
+
+def save(model: Net, path: Path, **extra) -> None:
+    """A one-seed model's state_dict plus the config that rebuilds it; no pickled module."""
+    if model.n_seeds != 1:
+        raise ValueError("save one seed at a time: model.single(s)")
+    payload = {
+        "config": asdict(model.config),
+        "state_dict": model.state_dict(),
+        "seed": model.seeds[0],
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> tuple[Net, dict]:
+    """Rebuild a saved one-seed model (weights-only loading: no code runs from the file)."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+        config = payload["config"]
+        config = ModelConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        )
+        model = Net(config, (int(payload.get("seed", 0)),)).to(device)
+        model.load_state_dict(payload["state_dict"])
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; run `dvc repro` to train the model.") from None
+    except Exception as exc:  # a torn or foreign file: many exception types
+        raise UserError(
+            f"{path} is not a usable checkpoint ({type(exc).__name__}: {exc}); "
+            "rerun its train stage with `dvc repro -f train@<variant>`."
+        ) from None
+    return model, payload

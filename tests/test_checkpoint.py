@@ -1,0 +1,45 @@
+"""Saved models: a seed's weights and the config that rebuilds it; a torn file is a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stages import checkpoint
+from stages.io import UserError
+from stages.model import ModelConfig, Net, predict
+
+
+def images(n=8, seed=0):
+    return torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def test_checkpoint_round_trip(tmp_path):
+    stack = Net(
+        ModelConfig(
+            normalize=True,
+            mean=(0.1, 0.2, 0.3),
+            std=(0.3, 0.2, 0.1),
+            dropout_conv=0.2,
+            classes=("a",) * 10,
+        ),
+        (2, 3),
+    )
+    checkpoint.save(stack.single(1), tmp_path / "m.pt")
+    back, payload = checkpoint.load(tmp_path / "m.pt")
+    assert back.config == stack.config and payload["seed"] == 3 and back.seeds == (3,)
+    x = images()
+    torch.testing.assert_close(predict(back, x)[0], predict(stack, x)[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one seed at a time"):
+        checkpoint.save(stack, tmp_path / "both.pt")
+
+
+def test_torn_checkpoint_is_a_clear_error(tmp_path):
+    model = Net(ModelConfig())
+    checkpoint.save(model, tmp_path / "m.pt")
+    blob = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "m.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(UserError, match="not a usable checkpoint"):
+        checkpoint.load(tmp_path / "m.pt")

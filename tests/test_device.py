@@ -1,0 +1,96 @@
+"""Where and how torch runs: device choice, precision, determinism, the CPU allocator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import device
+from stages.io import UserError
+from tests.conftest import run_python
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_auto_falls_back_to_cpu_and_named_absent_device_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert device.pick_device("auto").type == "cpu"
+    with pytest.raises(UserError, match="no cuda device is available"):
+        device.pick_device("cuda")
+    with pytest.raises(
+        UserError, match=r"'cuda:0' but this machine has no CUDA GPU.*train.device=auto"
+    ):
+        device.pick_device("cuda:0")
+
+
+def test_one_gpu_of_several_is_named_and_an_absent_one_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device.pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UserError, match=r"'cuda:2' but this machine has GPUs cuda:0 to cuda:1"):
+        device.pick_device("cuda:2")
+
+
+def test_precision_auto_is_fp32_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(device, "bf16_supported", lambda device: False)
+    assert device.pick_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(device, "bf16_supported", lambda device: True)
+    assert device.pick_precision("auto", torch.device("cpu")) == "bf16"
+    assert device.pick_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_deterministic_mode_is_set_without_importing_the_compiler():
+    # A fresh process: the flag must be on (warn-only), and torch._inductor, a 1.6 s import that
+    # torch.use_deterministic_algorithms makes, must not be loaded by any stage's set-up.
+    code = (
+        "import sys, torch; from stages.device import configure_torch; "
+        "configure_torch(torch.device('cpu'), True); "
+        "print(torch.are_deterministic_algorithms_enabled(), "
+        "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)"
+    )
+    out = run_python("-c", code, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_cpu_allocator_keeps_freed_memory_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    code = (
+        "from stages.device import keep_freed_memory; import torch; print(keep_freed_memory()); "
+        "x = [torch.ones(1 << 20) for _ in range(8)]; del x; print(float(torch.ones(3).sum()))"
+    )
+    out = run_python("-c", code, check=True)
+    assert out.stdout.split() == ["True", "3.0"]
+
+
+def test_seeds_per_step_auto_on_a_gpu_fills_half_its_free_memory(monkeypatch):
+    """On a GPU ``auto`` stacks as many seeds as half the free memory holds (128 MB a seed
+    in fp32, half that in bf16), never fewer than one nor more than there are."""
+    gib = 2**30
+    cuda, mps = torch.device("cuda"), torch.device("mps")
+    for free, precision, expected in [
+        (4 * gib, "fp32", 10),
+        (1 * gib, "fp32", 4),
+        (1 * gib, "bf16", 8),
+        (100 * 2**20, "fp32", 1),
+    ]:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 80 * gib))
+        assert device.seeds_per_step("auto", 10, cuda, precision) == expected
+    monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 3 * gib)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 2 * gib)
+    assert device.seeds_per_step("auto", 10, mps, "fp32") == 4
+    assert device.seeds_per_step(2, 10, cuda, "fp32") == 2  # a number is a cap, whatever the memory
+
+
+def test_seeds_per_step_on_a_cpu_is_one_unless_capped_higher():
+    cpu = torch.device("cpu")
+    assert device.seeds_per_step("auto", 10, cpu, "fp32") == 1  # stacking does not pay on a CPU
+    assert device.seeds_per_step(4, 10, cpu, "fp32") == 4
+    assert device.seeds_per_step(32, 10, cpu, "fp32") == 10
