@@ -33,17 +33,24 @@ class Project:
     def __init__(self, path: Path):
         self.path = path
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = True, capture: bool = True, timeout: float = 1200
+    ) -> subprocess.CompletedProcess:
+        """Run a command in the project; ``capture=False`` sends its output to /dev/null (for a
+        command whose daemons outlive it); no command runs past ``timeout`` seconds."""
         env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True)
+        out = {} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        proc = subprocess.run(
+            args, cwd=self.path, env=env, capture_output=capture, text=True, timeout=timeout, **out
+        )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
 
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+    def dvc(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", "dvc", *args, **kw)
 
     def git(self, *args: str) -> str:
         return self.run("git", *args).stdout

@@ -13,18 +13,22 @@ The data set is stored as one uncompressed ``.npz`` (fast to load, no pickles):
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import os
 import pickle
 import stat
 import struct
 import tarfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from stages import classes as class_names
 from stages.io import UserError, atomic_path, write_npz
 
 BATCH_DIR = "cifar-10-batches-py"
@@ -34,8 +38,11 @@ META = "batches.meta"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (32, 32, 3)
 PIXELS = 32 * 32 * 3  # one row of a batch's `data`: 1024 red, then green, then blue
-# A real member is about 31 MB; anything far larger is not a CIFAR batch (or is a bomb).
-MAX_MEMBER_BYTES = 256 * 2**20
+# Caps from CIFAR-10's real sizes, with headroom: a batch file is about 31 MB and the archive
+# unpacks to about 186 MB in 9 members.  Anything far larger is not CIFAR-10 (or is a bomb).
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_ARCHIVE_BYTES = 256 * 2**20  # all members together, as their headers declare them
+MAX_MEMBERS = 64
 
 
 class ArchiveError(UserError):
@@ -63,24 +70,130 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only what a CIFAR batch holds: dicts, lists, bytes, str, ints and NumPy arrays.
+# The dtypes a CIFAR batch holds: uint8 pixels, and labels as integers of any width.
+DTYPES = ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8")
 
-    Globals admitted: NumPy's array and dtype rebuilders (``_reconstruct`` for protocols
-    0-4, ``_frombuffer`` for protocol 5, under NumPy 1's and 2's module names) and
-    ``_codecs.encode`` to latin-1 (bytes as Python 3 pickles them at protocol <= 2).
-    Everything else is refused before it can run.
+
+class _Dtype:
+    """What the unpickler makes of ``numpy.dtype(spec, align, copy)``: a plain integer dtype,
+    its pickled state (byte order only) checked before NumPy sees any of it.  Structured,
+    object, void and sub-array dtypes are refused: their state can make NumPy read pointers
+    from the file's bytes."""
+
+    def __init__(self, spec, align=False, copy=True):
+        spec = spec.decode("latin1") if isinstance(spec, bytes) else spec
+        if spec not in DTYPES:
+            raise pickle.UnpicklingError(
+                f"refusing dtype {spec!r}: a CIFAR-10 batch holds uint8 pixels and integer labels"
+            )
+        self.dtype = np.dtype(spec)
+
+    def __setstate__(self, state) -> None:
+        # NumPy's dtype state: (version, byte order, subarray, names, fields, elsize, alignment,
+        # flags[, metadata]); for a plain integer only the byte order may vary.
+        ok = (
+            isinstance(state, tuple)
+            and len(state) in (8, 9)
+            and state[0] in (3, 4)
+            and state[1] in ("<", ">", "|", "=")
+            and state[2:5] == (None, None, None)
+            and state[5:8] == (-1, -1, 0)
+            and (len(state) == 8 or state[8] is None)
+        )
+        if not ok:
+            raise pickle.UnpicklingError("refusing a dtype state other than a plain integer's")
+        if state[1] in "<>":
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _array(data, dtype, shape, fortran: bool = False) -> np.ndarray:
+    """An array of ``shape`` from ``data``'s bytes, checked before anything is allocated."""
+    if not isinstance(dtype, _Dtype):
+        raise pickle.UnpicklingError("refusing an array whose dtype is not a plain integer")
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > 2
+        or not all(isinstance(n, int) and 0 <= n <= MAX_MEMBER_BYTES for n in shape)
+    ):
+        raise pickle.UnpicklingError(f"refusing an array of shape {shape!r}")
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("refusing an array whose data are not bytes")
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if n * dtype.dtype.itemsize != len(data):
+        raise pickle.UnpicklingError(
+            f"refusing an array of shape {shape} whose data hold {len(data)} bytes, "
+            f"not {n * dtype.dtype.itemsize}"
+        )
+    flat = np.frombuffer(bytes(data), dtype=dtype.dtype)
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+class _NdarrayMarker:
+    """``numpy.ndarray`` as pickles name it (the first argument of ``_reconstruct``), never
+    callable: ``ndarray(shape, dtype, buffer, offset, strides)`` could view a few bytes as
+    gigabytes (stride 0)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray")
+
+
+class _Array:
+    """What the unpickler makes of ``_reconstruct(ndarray, (0,), b'b')``: a placeholder whose
+    pickled state (version, shape, dtype, fortran, data) becomes a checked array."""
+
+    def __init__(self, cls, shape, typecode):
+        if cls is not _NdarrayMarker:
+            raise pickle.UnpicklingError("refusing _reconstruct of anything but numpy.ndarray")
+        self.array = None
+
+    def __setstate__(self, state) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            raise pickle.UnpicklingError("refusing an array state of an unknown form")
+        _, shape, dtype, fortran, data = state
+        if isinstance(data, str):  # Python 2's str, as pickles of protocol <= 2 hold it
+            data = data.encode("latin1")
+        self.array = _array(data, dtype, shape, bool(fortran))
+
+
+def _frombuffer(buf, dtype, shape, order):
+    """Protocol 5's array rebuilder, with the same checks."""
+    if order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"refusing array order {order!r}")
+    return _array(buf, dtype, shape, order == "F")
+
+
+def _resolved(obj, member: str):
+    """The unpickled batch with each array placeholder replaced by its array."""
+    if isinstance(obj, _Array):
+        if obj.array is None:
+            raise ArchiveError(f"{member} is not a readable CIFAR-10 batch (an array, no data).")
+        return obj.array
+    if isinstance(obj, _Dtype):
+        raise ArchiveError(f"{member} is not a CIFAR-10 batch (a bare dtype).")
+    if isinstance(obj, dict):
+        return {k: _resolved(v, member) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolved(v, member) for v in obj]
+    return obj
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR batch holds: dicts, lists, bytes, str, ints and integer arrays.
+
+    The NumPy globals a batch names are admitted under their names (NumPy 1's and 2's module
+    paths) but bound to this module's checked stand-ins, not NumPy's own: an array is built
+    only from a plain integer dtype and exactly the bytes its shape needs, before NumPy sees
+    the file's state.  ``_codecs.encode`` is admitted to latin-1 only (bytes as Python 3
+    pickles them at protocol <= 2).  Everything else is refused before it can run.
     """
 
-    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy's array rebuilders, wherever they live
-    _frombuffer = np.zeros(1).__reduce_ex__(5)[0]
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): _Array,
+        ("numpy._core.multiarray", "_reconstruct"): _Array,
         ("numpy.core.numeric", "_frombuffer"): _frombuffer,
         ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): _NdarrayMarker,
+        ("numpy", "dtype"): _Dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
 
@@ -95,7 +208,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def unpickle(blob: bytes, member: str):
     try:
-        return RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
+        return _resolved(RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load(), member)
     except pickle.UnpicklingError as exc:
         raise ArchiveError(f"{member} is not a safe CIFAR-10 batch: {exc}.") from None
     except Exception as exc:  # truncated or garbled pickles raise many different types
@@ -131,7 +244,8 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
     if member.size > MAX_MEMBER_BYTES:
         raise ArchiveError(
-            f"{archive}: member {member.name!r} is {member.size} bytes, too large for CIFAR-10."
+            f"{archive}: member {member.name!r} is {member.size} bytes, more than a CIFAR-10 "
+            f"batch's {MAX_MEMBER_BYTES} at most; refused. Use the official archive."
         )
 
 
@@ -139,13 +253,21 @@ def read_members(archive: Path) -> dict[str, bytes]:
     """The batch files of ``archive``, read into memory after every member is checked."""
     wanted = {f"{BATCH_DIR}/{n}" for n in (*TRAIN_BATCHES, TEST_BATCH, META)}
     found: dict[str, bytes] = {}
+    total = 0
     try:
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, start=1):
                 _check_member(member, archive)
+                total += member.size
+                if count > MAX_MEMBERS or total > MAX_ARCHIVE_BYTES:
+                    raise ArchiveError(
+                        f"{archive} unpacks to more than {MAX_MEMBERS} members or "
+                        f"{MAX_ARCHIVE_BYTES} bytes; CIFAR-10's has 9 members and about 186 MB, "
+                        "so it is refused. Use the official archive."
+                    )
                 name = str(PurePosixPath(member.name))
                 if member.isfile() and name in wanted:
-                    found[name] = tar.extractfile(member).read()
+                    found[name] = tar.extractfile(member).read(MAX_MEMBER_BYTES + 1)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ArchiveError(
             f"{archive} is not a readable tar archive ({exc}); it may be truncated or not "
@@ -188,12 +310,11 @@ def _batch_arrays(raw, member: str, n_classes: int) -> tuple[np.ndarray, np.ndar
         raise ArchiveError(f"{member}: labels must be a list or an array of integers.")
     if len(labels) != len(data):
         raise ArchiveError(f"{member}: expected {len(data)} labels, one per image.")
-    y = np.asarray(labels, dtype=np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ArchiveError(
-            f"{member}: label {int(y.min() if y.min() < 0 else y.max())} is outside "
-            f"0..{n_classes - 1}."
-        )
+    # Checked before any conversion: a label of 2**63 would overflow int64.
+    bad = next((int(v) for v in labels if not 0 <= v < n_classes), None)
+    if bad is not None:
+        raise ArchiveError(f"{member}: label {bad} is outside 0..{n_classes - 1}.")
+    y = np.asarray(labels).astype(np.int64)
     # Rows are channel planes (R, G, B), each 32x32 row-major; store as NHWC.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), y
@@ -208,7 +329,13 @@ def _class_names(raw) -> tuple[str, ...]:
         or not all(isinstance(n, (bytes, str)) for n in names)
     ):
         raise ArchiveError(f"{META}: no list of label_names; not a CIFAR-10 data set.")
-    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
+    if len(names) > class_names.MAX_CLASSES:  # before decoding them all
+        raise ArchiveError(f"{META}: {len(names)} label_names; at most {class_names.MAX_CLASSES}.")
+    decoded = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
+    problem = class_names.problem(decoded)
+    if problem:
+        raise ArchiveError(f"{META}: {problem}; refused.")
+    return decoded
 
 
 def parse_members(members: dict[str, bytes], origin: Path) -> Dataset:
@@ -239,38 +366,71 @@ FOLDER_EXTRAS = ("readme.html",)
 def read_folder(source: Path) -> dict[str, bytes]:
     """The batch files of an extracted ``cifar-10-batches-py/`` folder (``source`` is that
     folder or holds it), read into memory after the same checks as an archive's members:
-    exactly the expected files, regular files only (no links), each within the size cap."""
+    exactly the expected files, each a regular file with one link and within the size cap.
+
+    The folder and each file are opened without following links, and each file is checked on
+    the descriptor that is read, so a file swapped for a link (or a FIFO) between a check and
+    the read is never followed (nor waited on).
+    """
     folder = source / BATCH_DIR if (source / BATCH_DIR).is_dir() else source
-    wanted = (*TRAIN_BATCHES, TEST_BATCH, META)
-    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-    unexpected = sorted(names - set(wanted) - set(FOLDER_EXTRAS))
-    missing = sorted(set(wanted) - names)
-    problems = [
-        f"{what} {', '.join(files)}"
-        for what, files in (("lacks", missing), ("holds unexpected", unexpected))
-        if files
-    ]
-    if problems:
-        raise ArchiveError(
-            f"{folder} {'; '.join(problems)}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly "
-            "data_batch_1..5, "
-            "test_batch and batches.meta (and readme.html). Point data.source at that folder, the "
-            "folder holding it, or cifar-10-python.tar.gz."
-        )
-    found = {}
-    for name in wanted:
-        path = folder / name
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and folder.is_symlink():
             raise ArchiveError(
-                f"{path} is {kind}; a CIFAR-10 folder holds regular files only, so it is "
-                "refused. Copy the real files in place of links."
+                f"{folder} is a symbolic link; a CIFAR-10 folder is read only where it is. "
+                f"Point data.source at the folder it links to ({os.path.realpath(folder)})."
+            ) from None
+        raise UserError(f"cannot open the folder {folder}: {exc.strerror}.") from None
+    try:
+        names = {n for n in os.listdir(dfd) if not n.startswith(".")}
+        wanted = (*TRAIN_BATCHES, TEST_BATCH, META)
+        unexpected = sorted(names - set(wanted) - set(FOLDER_EXTRAS))
+        missing = sorted(set(wanted) - names)
+        problems = [
+            f"{what} {', '.join(files)}"
+            for what, files in (("lacks", missing), ("holds unexpected", unexpected))
+            if files
+        ]
+        if problems:
+            raise ArchiveError(
+                f"{folder} {'; '.join(problems)}; a CIFAR-10 folder is {BATCH_DIR}/ with exactly "
+                "data_batch_1..5, test_batch and batches.meta (and readme.html). Point "
+                "data.source at that folder, the folder holding it, or cifar-10-python.tar.gz."
             )
-        if info.st_size > MAX_MEMBER_BYTES:
-            raise ArchiveError(f"{path} is {info.st_size} bytes, too large for a CIFAR-10 batch.")
-        found[f"{BATCH_DIR}/{name}"] = path.read_bytes()
-    return found
+        return {f"{BATCH_DIR}/{name}": _read_in(dfd, folder / name) for name in wanted}
+    finally:
+        os.close(dfd)
+
+
+def _read_in(dfd: int, path: Path) -> bytes:
+    """The bytes of ``path.name`` in the open folder ``dfd``: a regular file with one link."""
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArchiveError(
+                f"{path} is a symbolic link; a CIFAR-10 folder holds regular files only, so it "
+                "is refused. Copy the real files in place of links."
+            ) from None
+        raise UserError(f"cannot read {path}: {exc.strerror}.") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ArchiveError(
+                f"{path} is not a regular file; a CIFAR-10 folder holds regular files only."
+            )
+        if info.st_nlink != 1:
+            raise ArchiveError(
+                f"{path} has {info.st_nlink} hard links, so it may be a file from elsewhere; "
+                "refused. Copy the batch files into a folder of their own."
+            )
+        data = f.read(MAX_MEMBER_BYTES + 1)
+    if len(data) > MAX_MEMBER_BYTES:
+        raise ArchiveError(
+            f"{path} is more than {MAX_MEMBER_BYTES} bytes, too large for a CIFAR-10 batch."
+        )
+    return data
 
 
 # --- the data file ------------------------------------------------------------------
@@ -299,16 +459,21 @@ def load(path: Path) -> Dataset:
         raise UserError(
             f"{path} does not exist; it is made by the `download` stage: run `dvc repro download`."
         ) from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
-            f"{path} is not a data file of this project ({exc}); rerun `dvc repro -f download`."
+            f"{path} is not a data file of this project ({type(exc).__name__}: {exc}); "
+            "rerun `dvc repro -f download`."
         ) from None
+    rerun = "rerun `dvc repro -f download`"
+    problem = class_names.problem(ds.classes)
+    if problem:
+        raise UserError(f"{path}: {problem}; {rerun}.")
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y):
-            raise UserError(
-                f"{path}: {split} arrays have unexpected shapes; rerun `dvc repro -f download`."
-            )
+        if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y) or not len(x):
+            raise UserError(f"{path}: {split} arrays have unexpected shapes; {rerun}.")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(ds.classes):
+            raise UserError(f"{path}: {split} labels are not class indices; {rerun}.")
     return ds
 
 

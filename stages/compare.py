@@ -38,7 +38,15 @@ import numpy as np
 
 from stages import charts, params
 from stages.inference import POWER, Test, detectable, holm, mean_ci, seeds_needed, welch
-from stages.io import UserError, read_json, run_main, write_csv, write_json, write_text
+from stages.io import (
+    UserError,
+    atomic_group,
+    read_json,
+    run_main,
+    write_csv,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger("cifar10_tricks.compare")
 
@@ -211,10 +219,21 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> Table:
 
 
 def read_scores(results: Path, names: list[str]) -> dict[str, list[float]]:
+    """Each variant's per-seed micro-F1 from its report.json, checked."""
     scores = {}
     for name in names:
-        report = read_json(results / name / "report.json", f"evaluate@{name}")
-        scores[name] = [report["per_seed"][str(s)]["micro_f1"] for s in report["seeds"]]
+        path = results / name / "report.json"
+        report = read_json(path, f"evaluate@{name}")
+        try:
+            values = [float(report["per_seed"][str(s)]["micro_f1"]) for s in report["seeds"]]
+        except (TypeError, KeyError, ValueError):
+            values = []
+        if not values or not all(0 <= v <= 1 for v in values):
+            raise UserError(
+                f"{path} holds no per-seed micro-F1 in [0, 1]; "
+                f"rerun `dvc repro -f evaluate@{name}`."
+            )
+        scores[name] = values
     return scores
 
 
@@ -229,8 +248,19 @@ def read_curves(results: Path, names: list[str]) -> list[dict]:
                 raise UserError(
                     f"{path} does not exist; it is made by `train@{name}`: run `dvc repro`."
                 )
-            with open(path, newline="") as f:
-                series[metric] = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
+            try:
+                with open(path, newline="", encoding="utf-8") as f:
+                    series[metric] = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise UserError(
+                    f"{path} is not DVCLive's per-epoch {metric} ({type(exc).__name__}: {exc}); "
+                    f"rerun `dvc repro -f train@{name}`."
+                ) from None
+        if not series["acc"] or len(series["acc"]) != len(series["loss"]):
+            raise UserError(
+                f"{path.parent} holds no matching per-epoch curves; "
+                f"rerun `dvc repro -f train@{name}`."
+            )
         for epoch, (acc, loss) in enumerate(zip(series["acc"], series["loss"]), start=1):
             rows.append({"variant": name, "epoch": epoch, "test_acc": acc, "test_loss": loss})
     return rows
@@ -350,24 +380,28 @@ def main(argv: list[str] | None = None) -> None:
     p = params.load(args.params)
     names = list(p.variants)
     table = compare(read_scores(args.results, names), p.compare)
-    # With a single variant there is nothing to compare, but the plot's file still exists.
+    curves = read_curves(args.results, names)
+    text = markdown(table)
+    with atomic_group():  # all seven files are replaced together, or none is
+        write_outputs(table, curves, text, args.out)
+    log.info("%s", text)
+
+
+def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> None:
+    """The seven files of ``out``; with a single variant there is nothing to compare, but the
+    plot's file still exists."""
     rows = charts.effect_rows(table)
     write_csv(
-        args.out / "effects.csv",
+        out / "effects.csv",
         charts.EFFECT_FIELDS,
         [[r[f] for f in charts.EFFECT_FIELDS] for r in rows],
     )
-    curves = read_curves(args.results, names)
-    write_csv(args.out / "curves.csv", list(curves[0]), [list(r.values()) for r in curves])
-    charts.bar_chart(table, args.out / "micro_f1.png")
-    charts.forest_plot(table, rows, args.out / "effects.png")
-    write_json(args.out / "comparison.json", table.to_json())
-    write_json(
-        args.out / "summary.json", {"micro_f1": {n: r.mean for n, r in table.variants.items()}}
-    )
-    text = markdown(table)
-    write_text(args.out / "comparison.md", text)
-    log.info("%s", text)
+    write_csv(out / "curves.csv", list(curves[0]), [list(r.values()) for r in curves])
+    charts.bar_chart(table, out / "micro_f1.png")
+    charts.forest_plot(table, rows, out / "effects.png")
+    write_json(out / "comparison.json", table.to_json())
+    write_json(out / "summary.json", {"micro_f1": {n: r.mean for n, r in table.variants.items()}})
+    write_text(out / "comparison.md", text)
 
 
 if __name__ == "__main__":

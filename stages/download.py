@@ -14,9 +14,11 @@ checking code in :mod:`stages.cifar`.
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
 import tempfile
 import urllib.error
+import urllib.request
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -33,28 +35,52 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+# The archive is 170 MB.  A server that sends far more, or goes quiet, is not serving it.
+MAX_DOWNLOAD_BYTES = 512 * 2**20
+TIMEOUT_S = 60.0  # to connect, and between any two reads
+
+
 def fetch(source: str, md5: str | None, workdir: Path) -> Path:
-    """Download ``source`` (``cifar10`` or an http(s) URL) into ``workdir``, md5-checked."""
-    from torchvision.datasets.utils import download_url
+    """Download ``source`` (``cifar10`` or an http(s) URL) into ``workdir``, md5-checked.
+
+    A plain streamed read rather than torchvision's ``download_url``, which has neither a
+    timeout nor a size cap: a server that never answers, or never stops, must end in an error.
+    """
+    from torchvision.datasets.utils import check_md5
 
     url, md5 = (CIFAR10_URL, md5 or CIFAR10_MD5) if source == "cifar10" else (source, md5)
-    name = PurePosixPath(url.split("?", 1)[0]).name or "archive.tar.gz"
+    target = workdir / (PurePosixPath(url.split("?", 1)[0]).name or "archive.tar.gz")
+    offline = (
+        "If this machine is offline, download cifar-10-python.tar.gz elsewhere and point the "
+        "pipeline at it: `dvc exp run -S data.source=/path/to/cifar-10-python.tar.gz` (or edit "
+        "data.source in params.yaml); `-S data.source=synthetic` runs everything on generated data."
+    )
     try:
-        download_url(url, str(workdir), filename=name, md5=md5)
-    except (urllib.error.URLError, OSError) as exc:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(target, "wb") as out:
+            total = 0
+            while chunk := response.read(1 << 20):
+                total += len(chunk)
+                if total > MAX_DOWNLOAD_BYTES:
+                    raise cifar.ArchiveError(
+                        f"{url} sent more than {MAX_DOWNLOAD_BYTES} bytes; CIFAR-10's archive is "
+                        "170 MB, so the download was stopped. Check data.source."
+                    )
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:  # before URLError, its parent: a status, a redirect loop
+        raise UserError(f"cannot download {url}: HTTP {exc.code} {exc.reason}. {offline}") from None
+    except ValueError as exc:  # http.client.InvalidURL: a space, a bad port
+        raise UserError(f"data.source = {url!r} is not a valid URL ({exc}).") from None
+    except (TimeoutError, OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         cause = getattr(exc, "reason", None) or exc
-        raise UserError(
-            f"cannot download {url}: {cause}. If this machine is offline, download "
-            "cifar-10-python.tar.gz elsewhere and point the pipeline at it: "
-            "`dvc exp run -S data.source=/path/to/cifar-10-python.tar.gz` (or edit data.source "
-            "in params.yaml); `-S data.source=synthetic` runs everything on generated data."
-        ) from None
-    except RuntimeError as exc:  # torchvision's "File not found or corrupted."
+        if isinstance(cause, TimeoutError) or "timed out" in str(cause):
+            cause = f"no answer for {TIMEOUT_S:g} s"
+        raise UserError(f"cannot download {url}: {cause}. {offline}") from None
+    if md5 and not check_md5(str(target), md5):
         raise cifar.ArchiveError(
-            f"{url} downloaded but failed its md5 check (expected {md5}): {exc} "
+            f"{url} downloaded but failed its md5 check (expected {md5}). "
             "Check data.md5, or the mirror you point data.source at."
-        ) from None
-    return workdir / name
+        )
+    return target
 
 
 def check_local(path: Path, md5: str | None) -> Path:

@@ -27,7 +27,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
 from stages import predictions
 from stages.inference import mean_sd
-from stages.io import run_main, write_csv, write_json
+from stages.io import atomic_group, run_main, write_csv, write_json
 
 log = logging.getLogger("cifar10_tricks.evaluate")
 
@@ -79,13 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     p = predictions.read(args.predictions, args.variant)
     metrics, report = evaluate_predictions(p)
     classes = report["classes"]
-    write_csv(
-        args.out / "confusion.csv",
-        ["actual", "predicted"],
-        ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])),
-    )
-    write_json(args.out / "report.json", report)
-    write_json(args.out / "metrics.json", metrics)  # last: its presence means the rest is there
+    with atomic_group():  # the three files are replaced together, or none is
+        write_csv(
+            args.out / "confusion.csv",
+            ["actual", "predicted"],
+            ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])),
+        )
+        write_json(args.out / "report.json", report)
+        write_json(args.out / "metrics.json", metrics)
     log.info(
         "%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",
         args.variant,

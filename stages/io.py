@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import glob
 import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -41,16 +44,47 @@ def parse_done(text: str) -> tuple[str, float, float] | None:
     return (m.group(1), float(m.group(2)), float(m.group(3))) if m else None
 
 
-def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's ``main`` with logging set up and user errors turned into exit 2.
+class Terminated(BaseException):
+    """SIGTERM (``kill``, Docker, Slurm), raised in the main thread like KeyboardInterrupt."""
 
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+# What to do about an OSError, by errno: the way out the message names.
+_IO_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, then rerun `dvc repro`",
+    errno.EDQUOT: "the disk quota is used up: free some space, then rerun `dvc repro`",
+    errno.EFBIG: "the file is larger than this system allows (ulimit -f): raise the limit",
+    errno.EACCES: "permission denied: check the folder's permissions",
+    errno.EPERM: "not permitted: check the folder's permissions",
+    errno.EROFS: "the file system is read-only: run the pipeline in a writable copy",
+    errno.ENOMEM: "out of memory: close other programs or use a machine with more",
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: an `error:` message is always the last line of the output."""
+    return " ".join(str(text).split())
+
+
+def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's ``main`` with logging set up; expected failures end in one line.
+
+    A :class:`UserError`, an I/O error (disk full, file too large, permission denied,
+    read-only file system) or running out of memory prints ``error: ...`` as the last line of
+    stderr, on one line, and exits 2, with no traceback unless ``CIFAR10_TRICKS_DEBUG=1``.
+    SIGINT and SIGTERM remove the temporaries of writes in progress and exit 130 and 143.
     On success it logs the stage's time, and how much of it went on imports (torch,
     scikit-learn, ...) before ``main`` began: the fixed cost every stage process pays.
     """
     from stages import STARTED
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _terminate)
     begun = time.perf_counter()
+    debug = bool(os.environ.get("CIFAR10_TRICKS_DEBUG"))
     try:
         main(argv)
         spec = getattr(sys.modules.get(main.__module__), "__spec__", None)  # -m runs it as __main__
@@ -60,13 +94,29 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
         if main.__module__ == "__main__":
             _exit_now()
     except UserError as exc:
-        if os.environ.get("CIFAR10_TRICKS_DEBUG"):
+        if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:
+        if debug or exc.errno not in _IO_ADVICE:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot write or read{where}: {exc.strerror}; {_IO_ADVICE[exc.errno]}.")
+    except MemoryError:
+        if debug:
+            raise
+        _fail(f"out of memory; {_IO_ADVICE[errno.ENOMEM]}.")
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("terminated: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
+        sys.exit(143)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _exit_now() -> None:
@@ -92,15 +142,22 @@ def require(path: str | Path, stage: str) -> Path:
     return path
 
 
+_group: list[tuple[Path, Path]] | None = None  # (temporary, target) of the open atomic_group
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it over ``target``.
 
     A crash, a kill or a full disk leaves ``target`` as it was (absent or old), never
-    half-written: the rename is atomic on POSIX file systems.
+    half-written: the rename is atomic on POSIX file systems.  Temporaries that a SIGKILL
+    left beside ``target`` are removed first.  Inside :func:`atomic_group` the rename waits
+    for the group.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -109,9 +166,43 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, target)
-    finally:
+        if _group is None:
+            os.replace(tmp, target)
+        else:
+            _group.append((tmp, target))
+            return
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """Every :func:`atomic_path` write inside is renamed into place together at the end, with
+    SIGINT and SIGTERM held off meanwhile; if anything fails first, none is, and every
+    temporary is removed: a stage's outputs are all new or all as they were."""
+    global _group
+    if _group is not None:
+        raise RuntimeError("atomic_group does not nest")
+    _group = pending = []
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _group = None
+    held = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for tmp, target in pending:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in pending:  # none left after a full pass; after a failed rename, the rest
+            tmp.unlink(missing_ok=True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def write_text(target: str | Path, text: str) -> None:

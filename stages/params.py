@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stages.io import UserError
 
 # Safe as a file name, a DVC stage name (train@<name>) and a `dvc exp run -S` key.
@@ -38,24 +36,24 @@ class ParamsError(UserError):
 # --- checks: each returns an error text (what is allowed) or None --------------------
 
 
-def _positive(v: float) -> str | None:
-    return None if math.isfinite(v) and v > 0 else "a finite number > 0"
+def _between(low: float, high: float, low_open: bool = False, note: str = ""):
+    """A number in [low, high] ((low, high] with ``low_open``): finite, and small enough for
+    torch and NumPy to take (a learning rate of 1e308 overflows on the first step)."""
+    text = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]{note}"
 
+    def check(v: float) -> str | None:
+        ok = math.isfinite(v) and (low < v if low_open else low <= v) and v <= high
+        return None if ok else text
 
-def _non_negative(v: float) -> str | None:
-    return None if math.isfinite(v) and v >= 0 else "a finite number >= 0"
-
-
-def _gamma(v: float) -> str | None:
-    return None if 0 < v <= 1 else "a number in (0, 1] (1 means no decay)"
+    return check
 
 
 def _probability(v: float) -> str | None:
     return None if 0 <= v < 1 else "a probability in [0, 1)"
 
 
-def _at_least(n: int) -> Callable[[int], str | None]:
-    return lambda v: None if v >= n else f"an integer >= {n}"
+def _integer(low: int, high: int) -> Callable[[int], str | None]:
+    return lambda v: None if low <= v <= high else f"an integer from {low:,} to {high:,}"
 
 
 def _open_unit(v: float) -> str | None:
@@ -72,13 +70,18 @@ def _md5(v: str | None) -> str | None:
     return "null or 32 lower-case hex digits"
 
 
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding takes 32 bits
+MAX_SEEDS = 1000
+
+
 def _seeds(v: list) -> str | None:
-    if not v:
-        return "a non-empty list of distinct integers >= 0"
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in v):
-        return "a non-empty list of distinct integers >= 0"
+    allowed = f"a list of 1 to {MAX_SEEDS} distinct integers from 0 to {MAX_SEED:,}"
+    if not v or len(v) > MAX_SEEDS:
+        return allowed
+    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in v):
+        return allowed
     if len(set(v)) != len(v):
-        return "a list of distinct integers >= 0 (a seed is listed twice)"
+        return allowed + " (a seed is listed twice)"
     return None
 
 
@@ -89,9 +92,9 @@ def _device(v: str) -> str | None:
 
 
 def _per_step(v: int | str) -> str | None:
-    if v == "auto" or (isinstance(v, int) and v >= 1):
+    if v == "auto" or (isinstance(v, int) and 1 <= v <= MAX_SEEDS):
         return None
-    return "auto or an integer >= 1"
+    return f"auto or an integer from 1 to {MAX_SEEDS}"
 
 
 def _source(v: str) -> str | None:
@@ -114,11 +117,13 @@ def _knob(kind, check=None, default: Any = None, **kw):
 class SyntheticParams:
     """Sizes of the generated CIFAR-format archive used offline and in tests."""
 
-    n_train: int = _knob(int, _at_least(10), default=5000)
-    n_test: int = _knob(int, _at_least(10), default=1000)
-    seed: int = _knob(int, _at_least(0), default=0)
+    # At most 100,000 / 20,000: a batch file of the generated archive stays under the
+    # size cap that real CIFAR-10 batches are read with (stages.cifar.MAX_MEMBER_BYTES).
+    n_train: int = _knob(int, _integer(10, 100_000), default=5000)
+    n_test: int = _knob(int, _integer(10, 20_000), default=1000)
+    seed: int = _knob(int, _integer(0, MAX_SEED), default=0)
     # Pixel noise around each class's pattern, on the 0-255 scale; larger is harder.
-    noise: float = _knob(float, _non_negative, default=120.0)
+    noise: float = _knob(float, _between(0, 10_000), default=120.0)
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,8 @@ class DataParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = _knob(int, _at_least(1), default=10)
-    batch_size: int = _knob(int, _at_least(1), default=64)
+    epochs: int = _knob(int, _integer(1, 10_000), default=10)
+    batch_size: int = _knob(int, _integer(1, 100_000), default=64)
     seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: tuple(range(10)))
     # At most this many seeds train together in one step; auto: stages.device.seeds_per_step.
     seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
@@ -146,10 +151,12 @@ class Variant:
     """One rung of the ladder: every knob of the training recipe."""
 
     normalize: bool = _knob(bool, default=False)
-    lr: float = _knob(float, _positive, default=1e-3)
-    lr_decay: float = _knob(float, _gamma, default=1.0)
-    weight_decay: float = _knob(float, _non_negative, default=0.0)
-    l1: float = _knob(float, _non_negative, default=0.0)
+    lr: float = _knob(float, _between(0, 1e6, low_open=True), default=1e-3)
+    lr_decay: float = _knob(
+        float, _between(0, 1, low_open=True, note=" (1: no decay)"), default=1.0
+    )
+    weight_decay: float = _knob(float, _between(0, 1), default=0.0)
+    l1: float = _knob(float, _between(0, 1), default=0.0)
     init: str = _knob(str, _one_of(INITS), default="default")
     dropout_conv: float = _knob(float, _probability, default=0.0)
     dropout_dense: float = _knob(float, _probability, default=0.0)
@@ -177,24 +184,14 @@ class Params:
 # --- loading --------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys instead of keeping the last."""
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a value in an error message is never a wall of text."""
+    import reprlib
 
-
-def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ParamsError(
-                f"params.yaml line {key_node.start_mark.line + 1}: key {key!r} is given twice; "
-                "keep one of them."
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 60, 60
+    short.maxlist = short.maxtuple = short.maxdict = 6
+    return short.repr(value)
 
 
 def _type_name(kind) -> str:
@@ -212,18 +209,14 @@ def _type_name(kind) -> str:
 
 
 def _coerce(value: Any, kind, where: str):
-    """Check the YAML value's type; numbers written 1e-3 (a string to YAML 1.1) are numbers."""
+    """Check the YAML value's type; an integer where a number is asked for is that number.
+    A quoted number stays a string, as DVC records it, and is refused."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if float in kinds and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     ok = any(isinstance(value, k) and not (k is int and isinstance(value, bool)) for k in kinds)
     if not ok:
-        raise ParamsError(f"{where} = {value!r} is not {_type_name(kind)}.")
+        raise ParamsError(f"{where} = {_show(value)} is not {_type_name(kind)}.")
     return value
 
 
@@ -232,12 +225,12 @@ def build(cls, raw: Any, where: str):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ParamsError(f"{where} must be a mapping of keys to values, not {raw!r}.")
+        raise ParamsError(f"{where} must be a mapping of keys to values, not {_show(raw)}.")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(raw) - set(known), key=str)
     if unknown:
         raise ParamsError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys are " + ", ".join(known) + "."
+            f"{where}: unknown key {_show(unknown[0])}; allowed keys are " + ", ".join(known) + "."
         )
     values = {}
     for name, f in known.items():
@@ -251,7 +244,7 @@ def build(cls, raw: Any, where: str):
         value = _coerce(raw[name], kind, key)
         problem = check(value) if check else None
         if problem:
-            raise ParamsError(f"{key} = {raw[name]!r} is not allowed; it must be {problem}.")
+            raise ParamsError(f"{key} = {_show(raw[name])} is not allowed; it must be {problem}.")
         values[name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
 
@@ -264,7 +257,7 @@ def parse(raw: Any) -> Params:
     unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
         raise ParamsError(
-            f"params.yaml: unknown top-level key {unknown[0]!r}; allowed: "
+            f"params.yaml: unknown top-level key {_show(unknown[0])}; allowed: "
             + ", ".join(allowed)
             + "."
         )
@@ -278,7 +271,7 @@ def parse(raw: Any) -> Params:
     for name, spec in raw_variants.items():
         if not isinstance(name, str) or not VARIANT_NAME.match(name):
             raise ParamsError(
-                f"variants: name {name!r} is not allowed; use a letter followed by up to 63 "
+                f"variants: name {_show(name)} is not allowed; use a letter followed by up to 63 "
                 "letters, digits, '_' or '-' (it becomes a file name and a DVC stage name)."
             )
         variants[name] = build(Variant, spec, f"variants.{name}")
@@ -286,20 +279,24 @@ def parse(raw: Any) -> Params:
     clash = next((n for n in variants if lowered.count(n.lower()) > 1), None)
     if clash:
         raise ParamsError(
-            f"variants: {clash!r} differs from another name only in case; the two would share "
+            f"variants: {_show(clash)} differs from another name only in case; the two would share "
             "a results folder on some file systems. Rename one."
         )
     compare = build(CompareParams, raw.get("compare"), "compare")
     if compare.baseline not in variants:
         raise ParamsError(
-            f"compare.baseline = {compare.baseline!r} is not a variant; choose one of "
+            f"compare.baseline = {_show(compare.baseline)} is not a variant; choose one of "
             + ", ".join(variants)
             + "."
         )
     for child, parent in compare.parents.items():
-        if child not in variants or parent not in variants:
+        if (
+            not isinstance(child, str)
+            or not isinstance(parent, str)
+            or not (child in variants and parent in variants)
+        ):
             raise ParamsError(
-                f"compare.parents: {child!r}: {parent!r} must name two variants from "
+                f"compare.parents: {_show(child)}: {_show(parent)} must name two variants from "
                 + ", ".join(variants)
                 + "."
             )
@@ -312,7 +309,16 @@ def parse(raw: Any) -> Params:
 
 
 def load(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``path``; any problem raises :class:`ParamsError`."""
+    """Read and validate ``path``; any problem raises :class:`ParamsError`.
+
+    The file is read as DVC reads it (ruamel.yaml's safe loader, YAML 1.2), so the value a
+    stage runs with is the value `dvc params diff` and `dvc exp show` record: ``010`` is 10,
+    ``yes`` is the string "yes", merge keys (``<<:``) work.  Duplicate keys are refused.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -321,8 +327,22 @@ def load(path: str | Path = "params.yaml") -> Params:
             f"cannot read {path}: {exc.strerror or exc}. Run the stage from the project root, "
             "where params.yaml lives."
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8."
+        ) from None
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+        raw = YAML(typ="safe").load(text)
+    except DuplicateKeyError as exc:
+        key = re.search(r'found duplicate key "(.*?)"', str(exc.problem))
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ParamsError(
+            f"{path} line {line}: key {key.group(1) if key else '?'!r} is given twice; "
+            "keep one of them."
+        ) from None
+    except (YAMLError, TypeError, ValueError) as exc:
+        raise ParamsError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ParamsError(f"{path} is nested too deeply to be params.yaml.") from None
     return parse(raw)

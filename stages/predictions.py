@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.classes import problem as classes_problem
 from stages.io import UserError, require, write_npz
 
 FIELDS = ("seeds", "y_true", "pred", "nll", "classes")
@@ -47,10 +48,27 @@ def read(path: Path, variant: str) -> dict[str, np.ndarray]:
             f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
             f"rerun its train stage with `dvc repro -f train@{variant}`."
         ) from None
+    rerun = f"rerun `dvc repro -f train@{variant}`"
     n_seeds, n = len(p["seeds"]), len(p["y_true"])
     if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
         raise UserError(
             f"{path}: predictions of shape {p['pred'].shape} do not match {n_seeds} "
-            f"seeds x {n} test images; rerun `dvc repro -f train@{variant}`."
+            f"seeds x {n} test images; {rerun}."
+        )
+    classes = p["classes"].tolist()
+    problem = classes_problem(classes) if p["classes"].ndim == 1 else "classes are not a list"
+    if problem:
+        raise UserError(f"{path}: {problem}; {rerun}.")
+    ints = all(np.issubdtype(p[k].dtype, np.integer) for k in ("seeds", "y_true", "pred"))
+    if (
+        not ints
+        or not np.issubdtype(p["nll"].dtype, np.floating)
+        or len(set(p["seeds"].tolist())) != n_seeds
+        or min(p["y_true"].min(), p["pred"].min()) < 0
+        or max(p["y_true"].max(), p["pred"].max()) >= len(classes)
+        or not np.isfinite(p["nll"]).all()
+    ):
+        raise UserError(
+            f"{path}: seeds, labels, predicted classes or losses are out of range; {rerun}."
         )
     return p

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stages import STARTED, checkpoint, cifar, params, predictions
+from stages import STARTED, checkpoint, cifar, params, predictions, stats
 from stages.device import configure_torch, pick_device, pick_precision, seeds_per_step
-from stages.io import UserError, read_json, run_main
+from stages.io import UserError, atomic_group, run_main
 from stages.model import ModelConfig, Net, predict
 from stages.step import Tensors, prepare, to_device
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}."
         )
     variant, tp = p.variants[args.variant], p.train
-    stats = read_json(args.stats, "stats")
+    channel_stats = stats.read(args.stats)
     device = pick_device(tp.device)
     precision = pick_precision(tp.precision, device)
     configure_torch(device, tp.deterministic)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.zeros(1, device=device)
         ds = loading.result()
     data = to_device(ds, device)
-    config = model_config(variant, stats, ds.classes)
+    config = model_config(variant, channel_stats, ds.classes)
     per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device, precision)
     log.info(
         "train %s on %s (%s), %d images, seeds %s, %d per step; "
@@ -242,24 +242,25 @@ def main(argv: list[str] | None = None) -> None:
         models.update({seed: model.single(s) for s, seed in enumerate(group)})
         preds.append(pred)
         nlls.append(nll)
-    # Written only once every seed has trained: a divergence writes nothing.
-    for seed, model in models.items():
-        checkpoint.save(
-            model,
-            args.models / f"seed_{seed}.pt",
-            variant=args.variant,
-            precision=precision,
-            device=str(device),
-            history=histories[seed],
+    # Written only once every seed has trained (a divergence writes nothing), and together.
+    with atomic_group():
+        for seed, model in models.items():
+            checkpoint.save(
+                model,
+                args.models / f"seed_{seed}.pt",
+                variant=args.variant,
+                precision=precision,
+                device=str(device),
+                history=histories[seed],
+            )
+        predictions.write(
+            args.predictions,
+            tp.seeds,
+            ds.y_test,
+            np.concatenate(preds),
+            np.concatenate(nlls),
+            ds.classes,
         )
-    predictions.write(
-        args.predictions,
-        tp.seeds,
-        ds.y_test,
-        np.concatenate(preds),
-        np.concatenate(nlls),
-        ds.classes,
-    )
     write_live(args.live, histories)
 
 

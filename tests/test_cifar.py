@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tarfile
@@ -147,7 +148,10 @@ def test_python3_rewritten_archives_are_read(
 def test_float_labels_are_refused(tmp_path, small_members):
     bad = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": np.array([0.0, 1.0])}
     archive = write_tar(tmp_path / "a.tar.gz", _with_batch(small_members, "data_batch_1", bad))
-    with pytest.raises(cifar.ArchiveError, match="labels are a float64 array"):
+    with pytest.raises(
+        cifar.ArchiveError,
+        match="refusing dtype .f8.: a CIFAR-10 batch holds uint8 pixels and integer labels",
+    ):
         cifar.parse_archive(archive)
 
 
@@ -205,7 +209,9 @@ def _with_batch(members, name, batch):
 def test_wrong_dtype_is_refused(tmp_path, small_members):
     bad = {b"data": np.zeros((5, 3072), dtype=np.float32), b"labels": [0] * 5}
     archive = write_tar(tmp_path / "a.tar.gz", _with_batch(small_members, "data_batch_2", bad))
-    with pytest.raises(cifar.ArchiveError, match="data_batch_2: data is float32"):
+    with pytest.raises(
+        cifar.ArchiveError, match="data_batch_2 is not a safe CIFAR-10 batch: refusing dtype .f4."
+    ):
         cifar.parse_archive(archive)
 
 
@@ -283,3 +289,165 @@ def test_folder_with_a_code_pickle_is_refused(tmp_path, small_members):
     with pytest.raises(cifar.ArchiveError, match="batches.meta is not a safe"):
         cifar.parse_members(cifar.read_folder(folder), folder)
     assert not marker.exists()
+
+
+# --- crafted arrays, names and sizes ----------------------------------------------------------
+
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's own _reconstruct, pickled by its name
+
+
+class _Reduce:
+    """Pickles as ``fn(*args)`` followed by ``__setstate__(state)``: how a crafted file would
+    spell NumPy's rebuilders, without ever building the object here."""
+
+    def __init__(self, fn, args, state=None):
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+def _dtype(spec, state):
+    return _Reduce(np.dtype, (spec, False, True), state)
+
+
+def _crafted_batches():
+    """Pickled batches that NumPy itself would turn into memory corruption or a huge array."""
+    objects = _dtype("O8", (3, "|", None, None, None, -1, -1, 63))
+    # flags 1 (NPY_ITEM_REFCOUNT): freeing the array decrefs 0x4141... as a pointer: SIGSEGV
+    structured = _dtype("V8", (3, "|", None, ("f0",), {"f0": (objects, 0)}, 8, 1, 1))
+    plain = _dtype("u1", (3, "|", None, None, None, -1, -1, 0))
+    structured_array = _Reduce(
+        _RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (4,), structured, False, b"\x41" * 32)
+    )
+    stride_zero = _Reduce(np.ndarray, ((10**6, 3072), plain, b"x" * 3072, 0, (0, 1)))
+    short_data = _Reduce(
+        _RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (10**6, 3072), plain, False, b"x" * 3072)
+    )
+    return {
+        "object field": (structured_array, r"refusing dtype '(V8|O8)'"),
+        "stride 0": (stride_zero, "refusing to call numpy.ndarray"),
+        "shape beyond its bytes": (short_data, "data hold 3072 bytes, not 3072000000"),
+    }
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("kind", list(_crafted_batches()))
+def test_crafted_arrays_are_refused_before_numpy_builds_them(
+    tmp_path, small_members, kind, protocol
+):
+    data, message = _crafted_batches()[kind]
+    blob = pickle.dumps({b"data": data, b"labels": [0] * 4}, protocol=protocol)
+    with pytest.raises(cifar.ArchiveError, match=message):
+        cifar.unpickle(blob, "data_batch_1")
+    members = {**small_members, f"{D}/data_batch_1": blob}
+    with pytest.raises(cifar.ArchiveError, match=message):  # in an archive, and in a folder
+        cifar.parse_archive(write_tar(tmp_path / "a.tar.gz", members))
+    folder = _extract(members, tmp_path / "root")
+    with pytest.raises(cifar.ArchiveError, match=message):
+        cifar.parse_members(cifar.read_folder(folder), folder)
+
+
+@pytest.mark.parametrize("dtype", ["<i8", ">i8", "<i4", ">u2", "u1"])
+def test_integer_arrays_in_either_byte_order_are_read(dtype):
+    labels = np.array([3, 1, 4, 1, 5], dtype=dtype)
+    for protocol in (2, 5):
+        back = cifar.unpickle(pickle.dumps({"labels": labels}, protocol=protocol), "b")["labels"]
+        assert back.dtype == labels.dtype and back.tolist() == [3, 1, 4, 1, 5]
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        ([b"cat", b"</script><script>alert(1)</script>"], "is not allowed"),
+        ([b"accuracy", b"dog"], "collides with scikit-learn's report key"),
+        ([b"macro avg", b"dog"], "collides with scikit-learn's report key"),
+        ([b"cat", b"Cat"], "is given twice"),
+        ([b"cat", b" dog"], "is not allowed"),
+        ([b"c" * 65, b"dog"], "is not allowed"),
+        ([b"cat"], "1 class names"),
+        ([b"n%d" % i for i in range(20000)], "20000 label_names; at most 1000"),
+    ],
+)
+def test_class_names_are_checked_text(tmp_path, small_members, names, message):
+    meta = cifar.py2_pickle({b"label_names": names})
+    members = {**small_members, f"{D}/batches.meta": meta}
+    with pytest.raises(cifar.ArchiveError, match=message):
+        cifar.parse_archive(write_tar(tmp_path / "a.tar.gz", members))
+
+
+def test_a_huge_label_is_named_not_overflowed(tmp_path, small_members):
+    bad = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [0, 2**63]}
+    archive = write_tar(tmp_path / "a.tar.gz", _with_batch(small_members, "data_batch_2", bad))
+    with pytest.raises(cifar.ArchiveError, match=f"label {2**63} is outside 0..9"):
+        cifar.parse_archive(archive)
+
+
+def test_archive_bombs_are_refused_from_their_headers(tmp_path, small_members):
+    many = {**small_members, **{f"{D}/extra_{i}": b"" for i in range(cifar.MAX_MEMBERS)}}
+    with pytest.raises(cifar.ArchiveError, match="more than 64 members"):
+        cifar.read_members(write_tar(tmp_path / "many.tar.gz", many))
+    big = tarfile.TarInfo(f"{D}/data_batch_1")
+    big.size = cifar.MAX_MEMBER_BYTES + 1
+    with tarfile.open(tmp_path / "big.tar", "w") as tar:  # a header claiming 64 MiB + 1
+        tar.addfile(big, io.BytesIO(bytes(big.size)))
+    with pytest.raises(cifar.ArchiveError, match="more than a CIFAR-10 batch's"):
+        cifar.read_members(tmp_path / "big.tar")
+
+
+def test_archive_whose_members_add_up_past_the_cap_is_refused(tmp_path):
+    """Five members of 60 MiB: each under the member cap, 300 MiB in all (1.5 MB gzipped)."""
+    size = 60 * 2**20
+    with tarfile.open(tmp_path / "bomb.tar.gz", "w:gz", compresslevel=1) as tar:
+        for i in range(5):
+            info = tarfile.TarInfo(f"{D}/filler_{i}")
+            info.size = size
+            tar.addfile(info, io.BytesIO(bytes(size)))
+    with pytest.raises(cifar.ArchiveError, match="or 268435456 bytes"):
+        cifar.read_members(tmp_path / "bomb.tar.gz")
+
+
+def test_a_linked_folder_is_refused(tmp_path, small_members):
+    folder = _extract(small_members, tmp_path / "elsewhere")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / D).symlink_to(folder, target_is_directory=True)
+    with pytest.raises(cifar.ArchiveError, match=f"{D} is a symbolic link.*Point data.source"):
+        cifar.read_folder(tmp_path / "root")
+    with pytest.raises(cifar.ArchiveError, match="is a symbolic link"):
+        cifar.read_folder(tmp_path / "root" / D)
+
+
+def test_a_hard_link_to_an_outside_file_is_refused(tmp_path, small_members):
+    folder = _extract(small_members, tmp_path / "root")
+    outside = tmp_path / "outside"
+    (folder / "test_batch").rename(outside)
+    os.link(outside, folder / "test_batch")
+    with pytest.raises(cifar.ArchiveError, match="test_batch has 2 hard links"):
+        cifar.read_folder(folder)
+
+
+def test_a_fifo_in_place_of_a_batch_is_refused_without_waiting(tmp_path, small_members):
+    folder = _extract(small_members, tmp_path / "root")
+    (folder / "test_batch").unlink()
+    os.mkfifo(folder / "test_batch")  # no writer: a blocking open would wait forever
+    with pytest.raises(cifar.ArchiveError, match="test_batch is not a regular file"):
+        cifar.read_folder(folder)
+
+
+def test_a_hand_edited_data_file_is_refused(tmp_path, small_archive):
+    ds = cifar.parse_archive(small_archive)
+    y = ds.y_train.copy()
+    y[0] = 10
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=ds.x_train,
+        y_train=y,
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        classes=np.array(ds.classes),
+    )
+    with pytest.raises(cifar.UserError, match="train labels are not class indices.*-f download"):
+        cifar.load(tmp_path / "d.npz")
+    (tmp_path / "torn.npz").write_bytes((tmp_path / "d.npz").read_bytes()[:5000])
+    with pytest.raises(cifar.UserError, match="not a data file of this project.*-f download"):
+        cifar.load(tmp_path / "torn.npz")

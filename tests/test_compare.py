@@ -170,3 +170,56 @@ def test_missing_results_name_the_stage(tmp_path):
                 str(tmp_path / "c"),
             ]
         )
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        '{"seeds": [], "per_seed": {}}',
+        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 7}}}',
+        '{"seeds": [0], "per_seed": {}}',
+        '{"seeds": [0], "per_seed": {"0": {"micro_f1": "x"}}}',
+    ],
+)
+def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
+    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
+    (tmp_path / "results/baseline/report.json").write_text(report)
+    with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline`"):
+        compare.read_scores(tmp_path / "results", ["baseline"])
+
+
+def test_a_torn_curve_names_the_stage(tmp_path):
+    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
+    (tmp_path / "results/baseline/live/plots/metrics/test/acc.tsv").write_text("step\tacc\n0\t0.")
+    (tmp_path / "results/baseline/live/plots/metrics/test/loss.tsv").write_text("step\tloss\n0\n")
+    with pytest.raises(UserError, match=r"rerun `dvc repro -f train@baseline`"):
+        compare.read_curves(tmp_path / "results", ["baseline"])
+
+
+def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
+    """Ctrl-C while compare writes: its seven files are all the old ones, none half-new."""
+    names = ["baseline", "other"]
+    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
+    (tmp_path / "params.yaml").write_text(json.dumps({"variants": {n: {} for n in names}}))
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--results",
+        str(tmp_path / "results"),
+        "--out",
+        str(tmp_path / "compare"),
+    ]
+    compare.main(args)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()}
+    assert len(before) == 7
+    (tmp_path / "results/other/report.json").write_text(
+        json.dumps({"seeds": [0, 1, 2], "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)}})
+    )
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare.charts, "forest_plot", interrupted)  # after 3 of the 7 files
+    with pytest.raises(KeyboardInterrupt):
+        compare.main(args)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()} == before

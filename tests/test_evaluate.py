@@ -86,3 +86,26 @@ def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
     )
     with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
         predictions.read(tmp_path / "q.npz", "v")
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        ({"pred": np.full((2, 5), 10)}, "out of range"),
+        ({"nll": np.full((2, 5), np.nan, np.float32)}, "out of range"),
+        ({"seeds": np.array([1, 1])}, "out of range"),
+        ({"classes": np.array(["a", "accuracy"] + list("cdefghij"))}, "report key"),
+        ({"classes": np.array(["a", "a"] + list("cdefghij"))}, "given twice"),
+    ],
+)
+def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
+    fields = {
+        "seeds": np.array([0, 1]),
+        "y_true": np.zeros(5, np.int64),
+        "pred": np.zeros((2, 5), np.int64),
+        "nll": np.ones((2, 5), np.float32),
+        "classes": np.array(CLASSES),
+    }
+    np.savez(tmp_path / "p.npz", **{**fields, **edit})
+    with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v`"):
+        predictions.read(tmp_path / "p.npz", "v")

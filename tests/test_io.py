@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,127 @@ def test_done_line_is_read_back_by_its_parser():
     assert line == "train done in 5.40 s (imports 3.00 s)"
     assert io.parse_done(f"other\n{line}\nmore") == ("train", 5.4, 3.0)
     assert io.parse_done("error: no") is None
+
+
+# --- every failure ends in one `error:` line; nothing half-written stays -------------------
+
+
+def _failing_main(exc):
+    def main(argv):
+        raise exc
+
+    return main
+
+
+@pytest.mark.parametrize(
+    "exc, says",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "data/cifar10.npz"), "disk is full"),
+        (OSError(errno.EFBIG, "File too large", "m.pt"), "ulimit -f"),
+        (OSError(errno.EACCES, "Permission denied", "results/x"), "permissions"),
+        (OSError(errno.EROFS, "Read-only file system", "compare"), "writable copy"),
+        (MemoryError(), "out of memory"),
+        (io.UserError("first line\nsecond line\n  third"), "first line second line third"),
+    ],
+)
+def test_expected_failures_are_one_error_line_and_exit_2(capsys, exc, says):
+    with pytest.raises(SystemExit) as ended:
+        io.run_main(_failing_main(exc))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ended.value.code == 2 and err[-1].startswith("error: ") and says in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    if isinstance(exc, OSError):
+        assert exc.filename in err[-1]
+
+
+def test_a_real_bug_keeps_its_traceback():
+    with pytest.raises(ZeroDivisionError):
+        io.run_main(_failing_main(ZeroDivisionError("bug")))
+
+
+def test_a_file_size_limit_is_one_error_line_and_leaves_no_temp(tmp_path, small_archive):
+    """`ulimit -f` below the stats file's size: EFBIG (Python ignores SIGXFSZ)."""
+    import resource
+    import subprocess
+
+    from stages import cifar
+
+    cifar.save(cifar.parse_archive(small_archive), tmp_path / "d.npz")
+    out = tmp_path / "out"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.stats",
+            "--data",
+            str(tmp_path / "d.npz"),
+            "--out",
+            str(out / "stats.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: ") and "ulimit -f" in last, proc.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_sigterm_removes_the_write_in_progress_and_exits_143(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    code = (
+        "import time; from stages import io\n"
+        "def main(argv):\n"
+        f"    with io.atomic_path({str(tmp_path / 'out.bin')!r}) as tmp:\n"
+        "        tmp.write_bytes(b'half'); print('writing', flush=True); time.sleep(60)\n"
+        "io.run_main(main)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "terminated: nothing half-written was kept" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed_by_the_next(tmp_path):
+    stale = tmp_path / ".stats.json.k1ll3d.tmp"
+    stale.write_text("half")
+    other = tmp_path / ".other.json.x.tmp"
+    other.write_text("not ours")
+    io.write_json(tmp_path / "stats.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.x.tmp", "stats.json"]
+
+
+def test_a_group_of_writes_is_replaced_together_or_not_at_all(tmp_path):
+    for name in ("a.json", "b.json", "c.json"):
+        io.write_json(tmp_path / name, {"v": "old"})
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_group():
+            io.write_json(tmp_path / "a.json", {"v": "new"})
+            io.write_json(tmp_path / "b.json", {"v": "new"})
+            raise KeyboardInterrupt  # Ctrl-C between the second and the third file
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        n: '{\n  "v": "old"\n}\n' for n in ("a.json", "b.json", "c.json")
+    }
+    with io.atomic_group():
+        for name in ("a.json", "b.json", "c.json"):
+            io.write_json(tmp_path / name, {"v": "new"})
+        assert "old" in (tmp_path / "a.json").read_text()  # nothing renamed before the end
+    assert all("new" in p.read_text() for p in tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json"]

@@ -59,9 +59,82 @@ def test_ladder_changes_one_trick_per_rung(raw):
     assert diff("dropout_both", "init_weights") == {"dropout_conv", "dropout_dense"}
 
 
-def test_scientific_notation_is_a_number(raw):
-    raw["variants"]["baseline"]["lr"] = "1e-3"  # what YAML 1.1 makes of `lr: 1e-3`
-    assert params.parse(raw).variants["baseline"].lr == 0.001
+def _load_text(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return params.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, key, expected",
+    [
+        (("epochs: 10", "epochs: 010"), "epochs", 10),  # YAML 1.1 would say 8
+        (("epochs: 10", "epochs: 0x10"), "epochs", 16),
+        (("batch_size: 64", "batch_size: 1e3"), None, "batch_size = 1000.0 is not an integer"),
+        (
+            (
+                "lr: 0.001, lr_decay: 1.0, weight_decay: 0.0,",
+                "lr: 1e-3, lr_decay: 1.0, weight_decay: 0.0,",
+            ),
+            "lr",
+            0.001,
+        ),
+        (
+            ("normalize: false, lr: 0.001,", "normalize: yes, lr: 0.001,"),
+            None,
+            "normalize = 'yes' is not true or false",
+        ),
+    ],
+)
+def test_params_are_read_as_dvc_reads_them(tmp_path, edit, key, expected):
+    """YAML 1.2, as DVC records params (`dvc params diff`): the value run is the value recorded."""
+    from dvc.utils.serialize import parse_yaml
+
+    text = (ROOT / "params.yaml").read_text()
+    assert edit[0] in text
+    text = text.replace(edit[0], edit[1], 1)
+    dvc = parse_yaml(text, "params.yaml")
+    if key is None:
+        with pytest.raises(params.ParamsError, match=expected):
+            _load_text(tmp_path, text)
+        return
+    p = _load_text(tmp_path, text)
+    ours = p.variants["baseline"].lr if key == "lr" else getattr(p.train, key)
+    theirs = dvc["variants"]["baseline"]["lr"] if key == "lr" else dvc["train"][key]
+    assert ours == theirs == expected
+
+
+def test_merge_keys_work_as_in_dvc(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    text = (
+        yaml.safe_dump(raw, sort_keys=False).replace(
+            "variants:\n  baseline:\n", "variants:\n  baseline: &base\n", 1
+        )
+        + "\n"
+    )
+    text = text.replace("  norm_inputs:\n", "  norm_inputs:\n    <<: *base\n", 1)
+    p = _load_text(tmp_path, text)
+    assert p.variants["norm_inputs"].normalize is True and p.variants["norm_inputs"].lr == 0.001
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"# caf\xe9\ntrain: {}\n", "is not UTF-8 text \\(byte 0xe9 at offset 5\\)"),
+        (b"? [a, b]\n: 1\n", "is not valid YAML|must be a mapping|unknown top-level key"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply|not valid YAML"),
+        (
+            b"a: &a [1, 1]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: &d [*c, *c]\n" * 1,
+            "unknown top-level key",
+        ),
+    ],
+)
+def test_hostile_yaml_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text)
+    with pytest.raises(params.ParamsError, match=message) as err:
+        params.load(path)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
 def _bad(raw, path, value):
@@ -82,41 +155,57 @@ _DELETE = object()
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (("variants", "baseline", "lr"), 0, r"variants.baseline.lr = 0 .* > 0"),
-        (("variants", "baseline", "lr"), -0.1, r"variants.baseline.lr = -0.1 .* > 0"),
+        (("variants", "baseline", "lr"), 0, r"baseline.lr = 0 .*a number in \(0, 1e\+06\]"),
+        (("variants", "baseline", "lr"), -0.1, r"variants.baseline.lr = -0.1 .*\(0, 1e\+06\]"),
         (("variants", "baseline", "lr"), "fast", r"variants.baseline.lr = 'fast' is not a number"),
         (("variants", "baseline", "lr_decay"), 1.5, r"lr_decay = 1.5 .*\(0, 1\]"),
         (("variants", "baseline", "lr_decay"), 0, r"lr_decay = 0 .*\(0, 1\]"),
         (("variants", "baseline", "dropout_conv"), 1.0, r"dropout_conv = 1.0 .*\[0, 1\)"),
         (("variants", "baseline", "dropout_dense"), -0.2, r"dropout_dense = -0.2 .*\[0, 1\)"),
-        (("variants", "baseline", "weight_decay"), -1e-4, r"weight_decay = -0.0001 .*>= 0"),
-        (("variants", "baseline", "l1"), -1, r"l1 = -1 .*>= 0"),
+        (("variants", "baseline", "weight_decay"), -1e-4, r"weight_decay = -0.0001 .*\[0, 1\]"),
+        (("variants", "baseline", "l1"), -1, r"l1 = -1 .*\[0, 1\]"),
         (("variants", "baseline", "normalize"), "yes", r"normalize = 'yes' is not true or false"),
         (("variants", "baseline", "init"), "xavier", r"init = 'xavier' .*default, kaiming_uniform"),
         (("variants", "baseline", "momentum"), 0.9, r"variants.baseline: unknown key 'momentum'"),
-        (("train", "epochs"), 0, r"train.epochs = 0 .*>= 1"),
-        (("train", "batch_size"), 0, r"train.batch_size = 0 .*>= 1"),
+        (("train", "epochs"), 0, r"train.epochs = 0 .*an integer from 1 to 10,000"),
+        (("train", "batch_size"), 0, r"train.batch_size = 0 .*from 1 to 100,000"),
         (("train", "epochs"), 2.5, r"train.epochs = 2.5 is not an integer"),
         (("train", "epochs"), True, r"train.epochs = True is not an integer"),
-        (("train", "seeds"), [], r"train.seeds = \[\] .*non-empty"),
+        (("train", "seeds"), [], r"train.seeds = \[\] .*a list of 1 to 1000 distinct integers"),
         (("train", "seeds"), [1, 1], r"seed is listed twice"),
         (("train", "seeds"), 3, r"train.seeds = 3 is not a list"),
         (
             ("train", "seeds_per_step"),
             0,
-            r"train.seeds_per_step = 0 is not allowed; it must be auto or an integer >= 1",
+            r"seeds_per_step = 0 is not allowed; it must be auto or an integer from 1 to 1000",
         ),
         (
             ("train", "seeds_per_step"),
             "all",
-            r"train.seeds_per_step = 'all' .* auto or an integer >= 1",
+            r"train.seeds_per_step = 'all' .* auto or an integer from 1 to 1000",
         ),
         (("train", "device"), "tpu", r"train.device = 'tpu' .*auto, cpu, cuda, cuda:<k>, mps"),
         (("train", "device"), "cuda:x", r"train.device = 'cuda:x' .*e.g. cuda:1"),
         (("train", "precision"), "fp16", r"train.precision = 'fp16' .*auto, fp32, bf16"),
         (("data", "md5"), "xyz", r"data.md5 = 'xyz' .*32 lower-case hex"),
-        (("data", "synthetic", "n_train"), 5, r"data.synthetic.n_train = 5 .*>= 10"),
+        (("data", "synthetic", "n_train"), 5, r"data.synthetic.n_train = 5 .*from 10 to 100,000"),
         (("data", "source"), "", r"data.source = ''"),
+        # Bounds where torch or NumPy would refuse (or overflow) later, mid-run.
+        (("train", "seeds"), [0, 2**32], r"train.seeds = \[0, 4294967296\] .*to 4,294,967,295"),
+        (("variants", "baseline", "lr"), 1e308, r"lr = 1e\+308 .*\(0, 1e\+06\]"),
+        (("variants", "baseline", "lr"), float("inf"), r"lr = inf .*\(0, 1e\+06\]"),
+        (("data", "synthetic", "n_test"), 10**9, r"n_test = 1000000000 .*from 10 to 20,000"),
+        (("compare", "parents"), ["a", "b"], r"compare.parents = \['a', 'b'\] is not a mapping"),
+        (
+            ("compare", "parents"),
+            {"norm_inputs": ["x"]},
+            r"compare.parents: 'norm_inputs': \['x'\]",
+        ),
+        (
+            ("variants", "baseline", "lr"),
+            "1e-3",
+            r"lr = '1e-3' is not a number",
+        ),  # quoted: a string
         (("compare", "baseline"), "nope", r"compare.baseline = 'nope' is not a variant"),
         (("compare", "alpha"), 1.0, r"compare.alpha = 1.0 .*\(0, 1\)"),
         (("extra",), 1, r"unknown top-level key 'extra'"),
@@ -144,7 +233,9 @@ def test_names_differing_only_in_case_are_refused(raw):
 def test_duplicate_keys_are_refused(tmp_path):
     text = (ROOT / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
-    path.write_text(text.replace("variants:\n", "variants:\n  baseline: {lr: 0.5}\n", 1))
+    edited = text.replace("variants:\n", "variants:\n  baseline: {lr: 0.5}\n", 1)
+    assert edited != text
+    path.write_text(edited)
     with pytest.raises(params.ParamsError, match="key 'baseline' is given twice"):
         params.load(path)
 

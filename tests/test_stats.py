@@ -58,3 +58,24 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     os.umask(umask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2',
+        '{"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}',
+        '{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0, 0.2]}',
+        '{"mean": "x", "std": null}',
+        "[]",
+    ],
+)
+def test_a_torn_or_hand_edited_stats_file_names_the_stage(tmp_path, text):
+    (tmp_path / "stats.json").write_text(text)
+    with pytest.raises(stats.UserError, match=r"rerun `dvc repro -f stats`"):
+        stats.read(tmp_path / "stats.json")
+
+
+def test_stats_read_back_what_was_written(tmp_path):
+    stats.write(tmp_path / "s.json", [0.1, 0.2, 0.3], [0.4, 0.5, 0.6], 10)
+    assert stats.read(tmp_path / "s.json") == {"mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6)}
