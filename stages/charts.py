@@ -99,7 +99,7 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     )
     ax.set_title(
         f"Effect of each trick, 95% CI, {table.min_seeds} seed(s); colour: verdict "
-        f"(Welch, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
@@ -155,7 +155,7 @@ def bar_chart(table: Table, target: Path) -> None:
     ax.set_ylabel("test micro-F1 (accuracy)")
     ax.set_title(
         f"micro-F1 by variant: mean over {table.min_seeds} seed(s), 95% CI; green/red: "
-        f"differs from baseline (Welch, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"differs from baseline ({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.tick_params(axis="x", labelrotation=30)

@@ -3,14 +3,15 @@
 Inputs:  results/<variant>/report.json (per-seed scores, from `evaluate@<variant>`) and
          results/<variant>/live/plots/metrics/test/*.tsv (per-epoch curves, from `train`).
 Params:  ``variants`` (their names and ladder order) and ``compare`` (baseline, alpha,
-         correction, parents).
+         test, correction, parents).
 Outputs (in ``--out``, i.e. compare/):
   comparison.json   per variant: mean and sample std of micro-F1 over seeds and its 95% CI;
                     against the baseline and against the parent rung: the difference in
-                    means with its 95% CI (Welch-Satterthwaite), Welch's p-value, the
-                    p-value adjusted over the family of comparisons (Holm), the minimum
-                    detectable effect (80% power) and the verdict (helps / hurts / no
-                    detectable effect, from the adjusted p at alpha).
+                    means with its 95% CI and p-value (``compare.test``: paired, on the
+                    per-seed differences, or Welch's; which one per comparison, and the
+                    correlation of the seed scores), the p-value adjusted over the family
+                    of comparisons (Holm), the minimum detectable effect (80% power) and the
+                    verdict (helps / hurts / no detectable effect, from the adjusted p).
   comparison.md     for people: the answer first (which tricks help, hurt, or could not be
                     told apart, and how large an effect could have gone unseen), then the table.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
@@ -37,7 +38,17 @@ from pathlib import Path
 import numpy as np
 
 from stages import charts, params
-from stages.inference import POWER, Test, detectable, holm, mean_ci, seeds_needed, welch
+from stages.inference import (
+    POWER,
+    Test,
+    correlation,
+    detectable,
+    holm,
+    mean_ci,
+    paired,
+    seeds_needed,
+    welch,
+)
 from stages.io import (
     UserError,
     atomic_group,
@@ -63,6 +74,13 @@ class Comparison:
     p_adjusted: float | None  # None: too few seeds to test
     mde: float | None  # minimum detectable effect at the table's level and power
     verdict: str  # helps | hurts | no detectable effect | needs >= 2 seeds per variant
+    r: float | None  # correlation of the two variants' scores over their shared seeds
+    fallback: str | None = None  # why a paired comparison fell back to Welch's test
+
+    @property
+    def method(self) -> str:
+        """The test as every output names it: paired | welch | welch (<why>)."""
+        return f"{self.test.method} ({self.fallback})" if self.fallback else self.test.method
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,21 @@ class Table:
     correction: str
     comparisons: int  # tests in the family the correction covers
     mde_level: float  # the level the detectable effects are stated at
-    typical_sd: float | None
+    typical_sd: float | None  # of the scores (welch) or of the per-seed differences (paired)
     seeds_for_half_point: int | None
-    test: str = "Welch's t-test over seeds (two-sided)"
+    method: str = "paired"  # compare.test: paired | welch
     power: float = POWER
+
+    @property
+    def test(self) -> str:
+        """The test in words, as every output names it."""
+        if self.method == "paired":
+            return "paired t-test on per-seed differences (two-sided)"
+        return "Welch's t-test over seeds (two-sided)"
+
+    @property
+    def short_test(self) -> str:
+        return "paired t" if self.method == "paired" else "Welch"
 
     @property
     def adjusted(self) -> str:
@@ -125,11 +154,14 @@ class Table:
                             f"p_adj_vs_{label}": c.p_adjusted,
                             f"mde_vs_{label}": c.mde,
                             f"verdict_vs_{label}": c.verdict,
+                            f"test_vs_{label}": c.method,
+                            f"r_vs_{label}": c.r,
                         }
                     )
             variants[name] = out
         return {
             "test": self.test,
+            "method": self.method,
             "alpha": self.alpha,
             "baseline": self.baseline,
             "correction": self.correction,
@@ -137,6 +169,7 @@ class Table:
             "mde_level": self.mde_level,
             "power": self.power,
             "typical_sd": self.typical_sd,
+            "typical_sd_of": "per-seed differences" if self.method == "paired" else "scores",
             "seeds_for_half_point": self.seeds_for_half_point,
             "variants": variants,
         }
@@ -157,8 +190,25 @@ def verdict(diff: float, p_adjusted: float | None, alpha: float) -> str:
     return "no detectable effect"
 
 
-def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> Table:
-    """The comparison table, variants in ladder order.
+def test_pair(a: dict[int, float], b: dict[int, float], method: str) -> tuple[Test, str | None]:
+    """(the test of a against b, why a paired test fell back to Welch's or None).
+
+    Paired where both variants ran the same seeds, at least two: seed s of every variant
+    shares its data order (and, for the same init scheme, its initial weights), so the
+    per-seed differences carry the effect without most of the seed-to-seed noise.
+    """
+    if method == "paired":
+        if set(a) != set(b):
+            return welch(list(a.values()), list(b.values())), "the seeds differ"
+        if len(a) < 2:
+            return welch(list(a.values()), list(b.values())), "fewer than 2 seeds"
+        seeds = sorted(a)
+        return paired([a[s] for s in seeds], [b[s] for s in seeds]), None
+    return welch(list(a.values()), list(b.values())), None
+
+
+def compare(scores: dict[str, dict[int, float]], cp: params.CompareParams) -> Table:
+    """The comparison table, variants in ladder order; ``scores``: per variant, seed -> micro-F1.
 
     Every distinct (variant, reference) pair is one test of the family that the correction
     covers (a rung whose parent is the baseline counts once); verdicts come from the
@@ -178,11 +228,16 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> Table:
             if ref is not None and ref != name
         )
     )
-    tests = {pair: welch(scores[pair[0]], scores[pair[1]]) for pair in pairs}
-    tested = [pair for pair in pairs if tests[pair].p is not None]
-    raw = [tests[pair].p for pair in tested]
+    tests = {pair: test_pair(scores[pair[0]], scores[pair[1]], cp.test) for pair in pairs}
+    tested = [pair for pair in pairs if tests[pair][0].p is not None]
+    raw = [tests[pair][0].p for pair in tested]
     adjusted = dict(zip(tested, holm(raw) if cp.correction == "holm" else raw))
     level = cp.alpha / len(tested) if cp.correction == "holm" and tested else cp.alpha
+
+    def shared(pair) -> tuple[list[float], list[float]]:
+        seeds = sorted(set(scores[pair[0]]) & set(scores[pair[1]]))
+        return [scores[pair[0]][s] for s in seeds], [scores[pair[1]][s] for s in seeds]
+
     comparisons = {
         pair: Comparison(
             pair[1],
@@ -190,21 +245,32 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> Table:
             adjusted.get(pair),
             detectable(t.se, t.df, level),
             verdict(t.diff, adjusted.get(pair), cp.alpha),
+            correlation(*shared(pair)),
+            fallback,
         )
-        for pair, t in tests.items()
+        for pair, (t, fallback) in tests.items()
     }
     rows = {}
     for name in names:
-        mean, std, low, high = mean_ci(scores[name])
+        values = list(scores[name].values())
+        mean, std, low, high = mean_ci(values)
         vs = {
             label: comparisons[(name, ref)]
             for label, ref in refs[name].items()
             if ref is not None and ref != name
         }
-        rows[name] = Row(mean, std, low, high, len(scores[name]), vs)
-    # The spread for planning: the median of the variants' seed-to-seed sds, so that one
-    # unstable variant (a seed stuck at chance, say) does not set it for all of them.
-    sds = [row.std for row in rows.values() if row.seeds > 1]
+        rows[name] = Row(mean, std, low, high, len(values), vs)
+    # The spread for planning, a median so that one unstable variant (a seed stuck at chance,
+    # say) does not set it for all: of the variants' seed-to-seed sds for Welch; of the
+    # per-seed differences of the paired comparisons for the paired test.
+    if cp.test == "paired":
+        sds = [
+            float(np.std(np.subtract(*shared(p)), ddof=1))
+            for p, (t, fb) in tests.items()
+            if t.method == "paired" and t.p is not None
+        ]
+    else:
+        sds = [row.std for row in rows.values() if row.seeds > 1]
     typical = float(np.median(sds)) if sds else None
     return Table(
         rows,
@@ -214,21 +280,26 @@ def compare(scores: dict[str, list[float]], cp: params.CompareParams) -> Table:
         len(tested),
         level,
         typical,
-        seeds_needed(typical, HALF_POINT, level) if typical is not None else None,
+        seeds_needed(typical, HALF_POINT, level, paired=cp.test == "paired")
+        if typical is not None
+        else None,
+        cp.test,
     )
 
 
-def read_scores(results: Path, names: list[str]) -> dict[str, list[float]]:
-    """Each variant's per-seed micro-F1 from its report.json, checked."""
+def read_scores(results: Path, names: list[str]) -> dict[str, dict[int, float]]:
+    """Each variant's micro-F1 per seed (seed -> score) from its report.json, checked."""
     scores = {}
     for name in names:
         path = results / name / "report.json"
         report = read_json(path, f"evaluate@{name}")
         try:
-            values = [float(report["per_seed"][str(s)]["micro_f1"]) for s in report["seeds"]]
+            values = {
+                int(s): float(report["per_seed"][str(s)]["micro_f1"]) for s in report["seeds"]
+            }
         except (TypeError, KeyError, ValueError):
-            values = []
-        if not values or not all(0 <= v <= 1 for v in values):
+            values = {}
+        if not values or not all(0 <= v <= 1 for v in values.values()):
             raise UserError(
                 f"{path} holds no per-seed micro-F1 in [0, 1]; "
                 f"rerun `dvc repro -f evaluate@{name}`."
@@ -301,12 +372,20 @@ def answer(table: Table) -> list[str]:
         if table.correction == "holm"
         else f"unadjusted, {table.comparisons} comparisons"
     )
+    fallbacks = sorted(
+        {c.method for r in table.variants.values() for c in r.vs.values() if c.fallback}
+    )
     lines = [
         "## Does each trick help?",
         "",
         f"Each rung against the rung it builds on: difference in mean test micro-F1 in points "
-        f"with its 95% CI, over {table.min_seeds} seeds; Welch's t-test, {family}, "
-        f"alpha {table.alpha}.",
+        f"with its 95% CI, over {table.min_seeds} seeds; {table.test}, {family}, "
+        f"alpha {table.alpha}."
+        + (
+            f" Some comparisons fell back to Welch's test: {'; '.join(fallbacks)}."
+            if fallbacks
+            else ""
+        ),
         "",
     ]
     for key, title in (
@@ -319,8 +398,14 @@ def answer(table: Table) -> list[str]:
         need = table.seeds_for_half_point
         lines += [
             "",
-            f"Seed-to-seed spread: sd {_pts(table.typical_sd, False)} points (the median "
-            f"over variants). At that spread a half-point effect needs "
+            (
+                f"Spread of the per-seed differences: sd {_pts(table.typical_sd, False)} points "
+                "(the median over comparisons)"
+                if table.method == "paired"
+                else f"Seed-to-seed spread: sd {_pts(table.typical_sd, False)} points (the "
+                "median over variants)"
+            )
+            + ". At that spread a half-point effect needs "
             + (f"about {need} seeds per variant" if need else "more than 1,000 seeds per variant")
             + f" to be detected with {table.power:.0%} power at the level used here "
             f"({table.mde_level:.3g}); `dvc exp run -S 'train.seeds=[...]'` sets the seeds.",
@@ -345,7 +430,9 @@ def markdown(table: Table) -> str:
             if c.verdict == "no detectable effect" and c.mde is not None
             else ""
         )
-        return f"{_effect(c)} (p={_p(c.test.p)}{adj}, {c.verdict}{mde})"
+        r = f", r={c.r:.2f}" if c.r is not None else ""
+        other = f", {c.method}" if c.method != table.method else ""
+        return f"{_effect(c)} (p={_p(c.test.p)}{adj}, {c.verdict}{mde}{r}{other})"
 
     def ci(row: Row) -> str:
         return "n/a" if row.ci_low is None else f"{100 * row.ci_low:.2f} – {100 * row.ci_high:.2f}"
@@ -357,7 +444,7 @@ def markdown(table: Table) -> str:
         f"Test micro-F1 (%), mean ± sd over seeds and the 95% CI of the mean; differences in "
         f"points with their 95% CI; {table.test}, p-values {table.adjusted} for the verdict at "
         f"alpha {table.alpha}; MDE: the difference this run would detect with "
-        f"{table.power:.0%} power.",
+        f"{table.power:.0%} power; r: the correlation of the two variants' scores over seeds.",
         "",
         "| variant | micro-F1 | 95% CI | vs baseline | vs parent rung |",
         "| --- | --- | --- | --- | --- |",

@@ -1,9 +1,12 @@
-"""Inference over seeds: means with CIs, Welch's test, Holm's correction, power.
+"""Inference over seeds: means with CIs, the paired and Welch t-tests, Holm's correction, power.
 
 Pure functions of lists of per-seed scores; NumPy and ``scipy.special`` only (its t and
 noncentral-t distributions import in a fraction of ``scipy.stats``' time, `bench_startup`).
 ``tests/test_inference.py`` checks each against ``scipy.stats``.
 
+- Student's paired t-test on per-seed differences (Student 1908; any text, e.g. Casella &
+  Berger, Statistical Inference, 9.2): :func:`paired` gives ``scipy.stats.ttest_rel(a, b)``'s
+  p-value and ``confidence_interval()``.
 - Welch, B. L. (1947). The generalization of "Student's" problem when several different
   population variances are involved. Biometrika 34, 28-35.  Satterthwaite, F. E. (1946). An
   approximate distribution of estimates of variance components. Biometrics Bulletin 2,
@@ -36,6 +39,7 @@ class Test:
     p: float | None  # two-sided p-value; None: too few seeds
     se: float | None  # standard error of the difference
     df: float | None  # degrees of freedom of its t distribution
+    method: str = "welch"  # welch | paired
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -73,6 +77,35 @@ def welch(a: list[float], b: list[float]) -> Test:
     p = float(2 * special.stdtr(df, -abs(diff) / se))
     half = float(special.stdtrit(df, 0.975)) * se
     return Test(diff, diff - half, diff + half, p, se, df)
+
+
+def paired(a: list[float], b: list[float]) -> Test:
+    """Student's t-test of the mean per-seed difference a[i] - b[i] (the same seed of two
+    variants), with its 95% CI: d = a - b, se = sd(d) / sqrt(n), n - 1 degrees of freedom.
+
+    Where the two variants' scores move together seed by seed (the same data order and, for
+    the same init scheme, the same initial weights), sd(d) is far below what Welch's
+    sqrt(va/na + vb/nb) assumes, and the interval narrows accordingly.
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    diff, n = float(d.mean()), len(d)
+    if n < 2:
+        return Test(diff, None, None, None, None, None, "paired")
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0:  # every seed moved by the same amount: undefined test, as in welch()
+        return Test(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, float(n - 1), "paired")
+    df = float(n - 1)
+    p = float(2 * special.stdtr(df, -abs(diff) / se))
+    half = float(special.stdtrit(df, 0.975)) * se
+    return Test(diff, diff - half, diff + half, p, se, df, "paired")
+
+
+def correlation(a: list[float], b: list[float]) -> float | None:
+    """Pearson's r between two variants' per-seed scores; None with fewer than 3 seeds or a
+    variant that scored the same on every seed."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -117,13 +150,20 @@ def detectable(
 
 
 def seeds_needed(
-    sd: float, effect: float, level: float, target: float = POWER, cap: int = 1000
+    sd: float,
+    effect: float,
+    level: float,
+    target: float = POWER,
+    cap: int = 1000,
+    paired: bool = False,
 ) -> int | None:
-    """Seeds per variant for ``effect`` to be detected with probability ``target``, if both
-    variants spread like ``sd``; None when more than ``cap``."""
+    """Seeds per variant for ``effect`` to be detected with probability ``target``; None when
+    more than ``cap``.  Welch: both variants spread like ``sd``; paired: ``sd`` is the spread
+    of the per-seed differences."""
 
     def enough(n: int) -> bool:
-        mde = detectable(sd * math.sqrt(2 / n), 2 * n - 2.0, level, target)
+        se, df = (sd / math.sqrt(n), n - 1.0) if paired else (sd * math.sqrt(2 / n), 2 * n - 2.0)
+        mde = detectable(se, df, level, target)
         return mde is not None and mde <= effect
 
     if sd == 0:

@@ -26,6 +26,7 @@ VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
+TESTS = ("paired", "welch")
 CORRECTIONS = ("holm", "none")
 
 
@@ -166,6 +167,9 @@ class Variant:
 class CompareParams:
     baseline: str = _knob(str, default="baseline")
     alpha: float = _knob(float, _open_unit, default=0.05)
+    # paired: a t-test on the per-seed differences (seed s of every variant shares its data
+    # order and, for the same init, its initial weights); welch: seeds as independent samples.
+    test: str = _knob(str, _one_of(TESTS), default="paired")
     # Family-wise correction of the table's p-values before the verdicts: holm | none.
     correction: str = _knob(str, _one_of(CORRECTIONS), default="holm")
     # Which rung each variant is compared with besides the baseline; a variant not

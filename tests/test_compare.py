@@ -4,6 +4,7 @@ table and its JSON, and the files the stage writes."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,10 +13,18 @@ from stages import compare, inference, params
 from stages.io import UserError
 
 
-def _planted(shift: float, n: int = 10, seed: int = 0) -> dict[str, list[float]]:
+def by_seed(scores: dict[str, list[float]]) -> dict[str, dict[int, float]]:
+    """Each variant's scores as seed -> score, seeds 0, 1, ..."""
+    return {name: dict(enumerate(map(float, values))) for name, values in scores.items()}
+
+
+def _planted(shift: float, n: int = 10, seed: int = 0, r: float = 0.0) -> dict:
+    """Two variants' seed scores, sd 0.5 points each, correlated r seed by seed."""
     rng = np.random.default_rng(seed)
-    base = 0.70 + rng.normal(0, 0.005, n)
-    return {"baseline": list(base), "treated": list(0.70 + shift + rng.normal(0, 0.005, n))}
+    common, own = rng.normal(0, 0.005, n), rng.normal(0, 0.005, (2, n))
+    base = 0.70 + np.sqrt(r) * common + np.sqrt(1 - r) * own[0]
+    treated = 0.70 + shift + np.sqrt(r) * common + np.sqrt(1 - r) * own[1]
+    return by_seed({"baseline": base, "treated": treated})
 
 
 def test_a_planted_effect_is_called_and_a_null_one_is_not():
@@ -43,8 +52,14 @@ def test_holm_changes_verdicts_that_ride_on_one_lucky_p():
         scores[f"v{k}"] = list(base + 0.0005 * (k - 3))
     scores["lucky"] = list(base + 0.007)  # t ~ 2.9 on 8 df
     parents = {name: "baseline" for name in scores if name != "baseline"}
-    none = compare.compare(scores, params.CompareParams(correction="none", parents=parents))
-    holm = compare.compare(scores, params.CompareParams(correction="holm", parents=parents))
+    scores = by_seed(scores)
+    # Welch: the variants' constant shifts would make every per-seed difference exact.
+    none = compare.compare(
+        scores, params.CompareParams(correction="none", parents=parents, test="welch")
+    )
+    holm = compare.compare(
+        scores, params.CompareParams(correction="holm", parents=parents, test="welch")
+    )
     p = none.variants["lucky"].vs["baseline"].test.p
     assert 0.05 / 7 < p < 0.05, p
     assert none.variants["lucky"].vs["baseline"].verdict == "helps"
@@ -67,7 +82,7 @@ def test_parents_default_to_previous_rung():
 def test_table_in_ladder_order_with_baseline_and_parent():
     scores = {"baseline": [0.5, 0.52, 0.51], "x": [0.6, 0.61, 0.62], "y": [0.6, 0.62, 0.61]}
     cp = params.CompareParams(baseline="baseline", parents={"y": "baseline"})
-    table = compare.compare(scores, cp)
+    table = compare.compare(by_seed(scores), cp)
     rows = table.variants
     assert list(rows) == ["baseline", "x", "y"]
     assert rows["baseline"].vs == {}
@@ -223,3 +238,51 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         compare.main(args)
     assert {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()} == before
+
+
+# --- pairing the seeds --------------------------------------------------------------------
+
+
+def test_a_small_effect_with_correlated_seeds_is_called_by_paired_and_missed_by_welch():
+    """0.3 points on seeds that move together (r = 0.95): the study's usual case."""
+    scores = _planted(0.003, r=0.95, seed=3)
+    paired = compare.compare(scores, params.CompareParams(test="paired"))
+    welch = compare.compare(scores, params.CompareParams(test="welch"))
+    p, w = paired.variants["treated"].vs["baseline"], welch.variants["treated"].vs["baseline"]
+    assert p.verdict == "helps" and p.method == "paired" and p.r > 0.8
+    assert w.verdict == "no detectable effect" and w.method == "welch"
+    assert (p.test.ci_high - p.test.ci_low) < 0.5 * (w.test.ci_high - w.test.ci_low)
+
+
+def test_with_correlated_seeds_and_no_effect_paired_calls_at_alphas_rate():
+    calls = [
+        compare.compare(_planted(0.0, r=0.9, seed=s), params.CompareParams()).variants["treated"]
+        for s in range(400)
+    ]
+    false_calls = sum(row.vs["baseline"].verdict != "no detectable effect" for row in calls)
+    assert false_calls / 400 <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / 400)  # 0.077
+
+
+def test_seeds_that_differ_fall_back_to_welch_and_say_so():
+    scores = _planted(0.01, r=0.9)
+    scores["treated"] = {s + 100: v for s, v in scores["treated"].items()}
+    table = compare.compare(scores, params.CompareParams())
+    c = table.variants["treated"].vs["baseline"]
+    assert c.test.method == "welch" and c.method == "welch (the seeds differ)" and c.r is None
+    assert "fell back to Welch's test: welch (the seeds differ)" in compare.markdown(table)
+    row = table.to_json()["variants"]["treated"]
+    assert row["test_vs_baseline"] == "welch (the seeds differ)" and row["r_vs_baseline"] is None
+
+
+def test_the_json_and_the_answer_name_the_test_and_the_correlation():
+    table = compare.compare(_planted(0.01, r=0.9), params.CompareParams())
+    out = table.to_json()
+    assert out["method"] == "paired" and out["test"].startswith("paired t-test")
+    assert out["typical_sd_of"] == "per-seed differences"
+    row = out["variants"]["treated"]
+    assert row["test_vs_baseline"] == "paired" and 0.5 < row["r_vs_baseline"] <= 1
+    md = compare.markdown(table)
+    assert "paired t-test on per-seed differences" in md and "Spread of the per-seed" in md
+    assert ", r=0." in md
+    welch = compare.compare(_planted(0.01, r=0.9), params.CompareParams(test="welch"))
+    assert welch.to_json()["typical_sd_of"] == "scores" and "Welch's t-test" in welch.test

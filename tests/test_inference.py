@@ -81,3 +81,47 @@ def test_mean_sd_is_mean_and_sample_sd():
     assert inference.mean_sd([0.5, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
     assert inference.mean_sd([0.4]) == (0.4, 0.0)
     assert inference.mean_ci([0.0, 0.0, 0.3])[2] == 0.0  # clipped at micro-F1's floor
+
+
+def test_paired_matches_scipys_ttest_rel_and_its_interval():
+    a = [0.712, 0.705, 0.731, 0.698, 0.720, 0.709]
+    b = [0.702, 0.699, 0.718, 0.690, 0.716, 0.701]
+    t = inference.paired(a, b)
+    ref = sps.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert t.method == "paired" and t.df == 5
+    assert t.p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert (t.ci_low, t.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert t.diff == pytest.approx(np.mean(np.subtract(a, b)))
+    # The same numbers as independent samples: Welch's interval is several times wider here.
+    w = inference.welch(a, b)
+    assert (w.ci_high - w.ci_low) > 3 * (t.ci_high - t.ci_low)
+
+
+def test_paired_edge_cases():
+    assert inference.paired([0.5], [0.4]).p is None
+    same = inference.paired([0.6, 0.7], [0.5, 0.6])  # every seed moved by exactly 0.1
+    assert same.p == 0.0 and same.ci_low == same.ci_high == pytest.approx(0.1)
+    assert inference.paired([0.5, 0.6], [0.5, 0.6]).p == 1.0
+
+
+def test_correlation_is_pearsons_r():
+    a, b = [0.1, 0.4, 0.3, 0.8], [0.2, 0.5, 0.2, 0.9]
+    assert inference.correlation(a, b) == pytest.approx(sps.pearsonr(a, b).statistic)
+    assert inference.correlation([0.1, 0.2], [0.3, 0.4]) is None  # too few seeds to say
+    assert inference.correlation([0.5, 0.5, 0.5], [0.1, 0.2, 0.3]) is None
+
+
+def test_paired_power_and_seeds_needed_use_n_minus_1_degrees_of_freedom():
+    sd_d, n = 0.004, 10
+    se, df = sd_d / math.sqrt(n), n - 1
+    mde = inference.detectable(se, df, 0.05)
+    crit = sps.t.ppf(0.975, df)
+    assert sps.nct.sf(crit, df, mde / se) + sps.nct.cdf(-crit, df, mde / se) == pytest.approx(
+        0.80, abs=1e-6
+    )
+    n = inference.seeds_needed(sd_d, 0.005, 0.05, paired=True)
+    assert inference.detectable(sd_d / math.sqrt(n), n - 1, 0.05) <= 0.005
+    assert inference.detectable(sd_d / math.sqrt(n - 1), n - 2, 0.05) > 0.005
+    # Pairs whose differences spread like one variant's scores need about half the seeds.
+    assert n < inference.seeds_needed(sd_d, 0.005, 0.05)

@@ -297,3 +297,60 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(tmp_path
             nll = -log_probs[torch.arange(len(ds.y_test)), torch.from_numpy(ds.y_test).long()]
             np.testing.assert_allclose(z["nll"][s], nll.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "live/plots/metrics/seed_7/test/acc.tsv").is_file()
+
+
+def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, monkeypatch):
+    """Common random numbers, what the paired comparison rests on: seed s shuffles the data
+    the same way in every variant, alone or in a stack, and starts from the same weights in
+    every variant with the same init scheme (on the CPU; the shuffling is drawn on the CPU
+    for every device)."""
+    from stages import train as stage
+
+    batches, initial = {}, {}
+    real_prepare = stage.prepare
+
+    def spy(config, seeds, variant, data, precision, cuda_graphs=True):
+        t = real_prepare(config, seeds, variant, data, precision, cuda_graphs)
+        step, calls = t.step, batches.setdefault((variant, seeds), [])
+
+        def recorded(idx):
+            calls.append(idx.clone())
+            step(idx)
+
+        t.step = recorded
+        initial[(variant, seeds)] = {k: p.detach().clone() for k, p in t.model.named_parameters()}
+        return t
+
+    monkeypatch.setattr(stage, "prepare", spy)
+    plain = params.Variant()
+    tuned = params.Variant(
+        normalize=True, lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, dropout_conv=0.2
+    )
+    kaiming = params.Variant(init="kaiming_uniform")
+    small = dataclasses.replace(data, x_train=data.x_train[:64], y_train=data.y_train[:64])
+    for variant in (plain, tuned, kaiming):
+        run(small, variant, seed=1, epochs=2)
+        run_stack(small, variant, (0, 1), epochs=2)
+
+    def seed1(variant, seeds, what):
+        if what == "batches":
+            rows = [idx[seeds.index(1)] for idx in batches[(variant, seeds)]]
+            return torch.cat(rows)
+        return {
+            k: p.chunk(len(seeds))[seeds.index(1)] for k, p in initial[(variant, seeds)].items()
+        }
+
+    order = seed1(plain, (1,), "batches")
+    assert len(order) == 2 * 64 and sorted(order[:64].tolist()) == list(range(64))  # a permutation
+    for variant in (plain, tuned, kaiming):
+        for seeds in ((1,), (0, 1)):
+            assert torch.equal(seed1(variant, seeds, "batches"), order)
+    for seeds in ((1,), (0, 1)):
+        same = seed1(plain, seeds, "init"), seed1(tuned, seeds, "init")
+        assert all(torch.equal(same[0][k], same[1][k]) for k in same[0])
+        other = seed1(kaiming, seeds, "init")
+        assert not torch.equal(other["conv1.weight"], same[0]["conv1.weight"])
+    assert not torch.equal(
+        seed1(plain, (0, 1), "init")["conv1.weight"],
+        initial[(plain, (0, 1))]["conv1.weight"].chunk(2)[0],
+    )
