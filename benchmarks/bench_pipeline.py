@@ -101,6 +101,10 @@ def main() -> None:
         "--seeds", help="comma-separated, e.g. 0,1,2 (default: params.yaml's, ten seeds)"
     )
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--variants", help="comma-separated, a subset of params.yaml's (default: all)")
+    ap.add_argument(
+        "--targets", default="", help="what to repro after download and stats, e.g. compare"
+    )
     ap.add_argument("--n-train", type=int, default=50000)
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument(
@@ -119,6 +123,12 @@ def main() -> None:
         raw["train"]["epochs"] = args.epochs
         if args.seeds:
             raw["train"]["seeds"] = [int(s) for s in args.seeds.split(",")]
+        if args.variants:
+            keep = args.variants.split(",")
+            raw["variants"] = {k: v for k, v in raw["variants"].items() if k in keep}
+            raw["compare"]["parents"] = {
+                k: v for k, v in raw["compare"]["parents"].items() if k in keep and v in keep
+            }
         for edit in args.set:
             key, _, value = edit.partition("=")
             section, _, name = key.partition(".")
@@ -126,7 +136,7 @@ def main() -> None:
         proj.set_params(raw)
         proj.commit("benchmark")
         data_s, _ = timed_repro(proj.path, "download", "stats")
-        seconds, lines = timed_repro(proj.path)
+        seconds, lines = timed_repro(proj.path, *filter(None, args.targets.split(",")))
         rows = breakdown(seconds, lines)
         metrics = {
             p.parent.name: json.loads(p.read_text())["micro_f1"]

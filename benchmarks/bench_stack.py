@@ -29,10 +29,14 @@ import time
 WAYS = ("grouped", "vmap", "sequential")
 
 
-def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp32"):
+def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp32", layout=None):
     """``(step, first_losses)``: a closure running one Adam step of ``n_seeds`` models the
-    given way, and each seed's loss on its first step, (S,) on the CPU."""
+    given way, and each seed's loss on its first step, (S,) on the CPU.  ``layout``: the
+    memory format of the models and their inputs (default channels_last; vmap's stacked
+    5-d weights have none)."""
     import torch
+
+    layout = layout or torch.channels_last
 
     from stages.model import ModelConfig, Net, stack_images
     from stages.step import Adam, loss_fn
@@ -50,11 +54,9 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
         return Adam(params, 2e-3, 0.8, 1e-4, device)
 
     if way == "grouped":
-        model = Net(cfg, seeds).to(device, memory_format=torch.channels_last)
-        opt, xb = (
-            adam(model.parameters()),
-            stack_images(x).contiguous(memory_format=torch.channels_last),
-        )
+        model = Net(cfg, seeds).to(device, memory_format=layout)
+        model.memory_format = layout
+        opt, xb = adam(model.parameters()), stack_images(x).contiguous(memory_format=layout)
 
         def step():
             with autocast:
@@ -68,6 +70,7 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
 
         params, buffers = stack_module_state([Net(cfg, (s,)).to(device) for s in seeds])
         base = Net(cfg, (0,)).to("meta")
+        base.memory_format = torch.contiguous_format  # vmap supports no other
         opt = adam(params.values())
 
         def one(p, b, images):  # one seed's (1, B, C) log-probs
@@ -83,9 +86,11 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
             opt.step()
             return losses
     elif way == "sequential":
-        models = [Net(cfg, (s,)).to(device, memory_format=torch.channels_last) for s in seeds]
+        models = [Net(cfg, (s,)).to(device, memory_format=layout) for s in seeds]
+        for m in models:
+            m.memory_format = layout
         opts = [adam(m.parameters()) for m in models]
-        xs = [x[s].contiguous(memory_format=torch.channels_last) for s in seeds]
+        xs = [x[s].contiguous(memory_format=layout) for s in seeds]
 
         def step():
             losses = []

@@ -151,6 +151,22 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
+# What `python -m benchmarks.gpu_check` decides for CUDA.  Until a GPU has measured them: a
+# stack of seeds in contiguous NCHW, as PyTorch's own compiler chooses for grouped convolutions
+# with more than one input channel per group (torch/_inductor/graph.py, decide_layout_opt: it
+# cites a 31x slowdown in channels_last); no cap on the stack beyond memory.
+CUDA_STACK_LAYOUT = "nchw"  # nchw | channels_last
+CUDA_STACK_CAP: int | None = None  # seeds past which images/s per model stop rising
+
+
+def memory_format(device: torch.device, n_seeds: int) -> torch.memory_format:
+    """The layout a stack of ``n_seeds`` trains in on ``device``: channels_last, except a stack
+    of several seeds on CUDA (``CUDA_STACK_LAYOUT``)."""
+    if device.type == "cuda" and n_seeds > 1 and CUDA_STACK_LAYOUT == "nchw":
+        return torch.contiguous_format
+    return torch.channels_last
+
+
 # Device memory one seed takes in a stacked step, with room to spare: evaluating a batch of
 # 256 test images holds ~30 MB of conv1 activations per seed (fp32), training a batch of 64
 # ~25 MB of saved activations; Adam's state is ~2 MB.
@@ -159,8 +175,9 @@ SEED_BYTES = 128 * 2**20
 
 def seeds_per_step(requested: int | str, n_seeds: int, device: torch.device, precision: str) -> int:
     """How many seeds share one step: ``train.seeds_per_step``, or for ``auto`` all that fit
-    half the free memory of a GPU, and one on a CPU, where a stack trains fewer images per
-    second per model than seeds one after another (`bench_train --seeds`, `bench_stack`)."""
+    half the free memory of a GPU (on CUDA at most ``CUDA_STACK_CAP``, once measured), and one
+    on a CPU, where a stack trains fewer images per second per model than seeds one after
+    another (`bench_train --seeds`, `bench_stack`)."""
     if requested != "auto":
         return max(1, min(int(requested), n_seeds))
     if device.type == "cuda":
@@ -170,4 +187,5 @@ def seeds_per_step(requested: int | str, n_seeds: int, device: torch.device, pre
     else:
         return 1
     bytes_per_seed = SEED_BYTES // (2 if precision == "bf16" else 1)
-    return max(1, min(n_seeds, int(free * 0.5) // bytes_per_seed))
+    fit = max(1, min(n_seeds, int(free * 0.5) // bytes_per_seed))
+    return min(fit, CUDA_STACK_CAP) if device.type == "cuda" and CUDA_STACK_CAP else fit

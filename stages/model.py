@@ -79,6 +79,7 @@ class Net(nn.Module):
         for name, shape in _shapes(config.n_classes).items():
             setattr(self, name, _Layer(shape, n))
         self.masks: MaskStreams | None = None  # CPU dropout masks, per seed; made on first use
+        self.memory_format = torch.channels_last  # of the activations; stages.step.prepare sets it
         self.reset_parameters()
 
     @property
@@ -111,7 +112,8 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, S*3, 32, 32), seed s's in channels 3s..3s+2 -> (S, B, classes)."""
         n, cfg = self.n_seeds, self.config
-        x = x.float() * self.scale + self.shift
+        # The stack's layout (stages.device.memory_format), whatever the input's.
+        x = (x.float() * self.scale + self.shift).contiguous(memory_format=self.memory_format)
         for name in ("conv1", "conv2", "conv3"):
             layer = getattr(self, name)
             x = F.conv2d(x, layer.weight, layer.bias, groups=n)

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from stages import cifar, params
-from stages.device import seed_everything
+from stages.device import memory_format, seed_everything
 from stages.model import ModelConfig, Net, stack_images
 
 
@@ -252,8 +252,10 @@ def prepare(
     data: Tensors,
     precision: str,
     cuda_graphs: bool = True,
+    layout: torch.memory_format | None = None,
 ) -> Training:
-    """Fresh models for ``seeds`` on the data's device, Adam, the running sums and the step.
+    """Fresh models for ``seeds`` on the data's device, Adam, the running sums and the step,
+    in ``layout`` (default: :func:`stages.device.memory_format`'s choice).
 
     Python's, NumPy's and torch's global generators are seeded from the stack's first seed:
     on a GPU dropout draws from torch's (a seed's own init, shuffling and CPU masks have
@@ -261,7 +263,9 @@ def prepare(
     """
     device = data.x_train.device
     seed_everything(seeds[0])
-    model = Net(config, seeds).to(device, memory_format=torch.channels_last)
+    model = Net(config, seeds)
+    model.memory_format = layout or memory_format(device, len(seeds))
+    model.to(device, memory_format=model.memory_format)
     graphed = cuda_graphs and device.type == "cuda"
     opt = make_optimizer(model, variant, device, capturable=graphed)
     # float64 sums of up to 50,000 per-image losses; MPS has no float64.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.bench_pipeline import breakdown, totals
@@ -100,3 +102,33 @@ def test_reports_are_keyed_by_commit_and_machine(tmp_path):
     import json
 
     assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
+@pytest.mark.e2e
+def test_gpu_check_quick_runs_every_part_on_the_cpu(tmp_path):
+    """The one command a lent GPU runs cannot rot: on a CPU, tiny, every part ends in figures."""
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    parts = report["parts"]
+    assert set(parts) == {"tests", "step", "train", "pipeline"}
+    assert not [name for name, part in parts.items() if "error" in part], parts
+    assert parts["tests"]["bitwise_repeat"]["identical_predictions_and_losses"] is True
+    ways = {(r["way"], r["layout"], r["deterministic"]) for r in parts["step"]["rows"]}
+    assert len(ways) == 2 * (3 + 4) and all(r["ms_per_step"] > 0 for r in parts["step"]["rows"])
+    assert [r["layer"] for r in parts["step"]["layers"]["nchw"]] == ["conv1", "conv2", "conv3"]
+    assert parts["step"]["kernels"] and parts["train"]["median"]["stacked_2"]["images_per_s"] > 0
+    assert len(parts["pipeline"]["stages"]) == 2 + 2 + 1  # train, evaluate per variant; compare
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert md.startswith("# GPU check (quick") and "## One step" in md and "## pipeline" in md

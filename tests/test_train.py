@@ -354,3 +354,47 @@ def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, m
         seed1(plain, (0, 1), "init")["conv1.weight"],
         initial[(plain, (0, 1))]["conv1.weight"].chunk(2)[0],
     )
+
+
+TUNED = dict(
+    normalize=True, lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, init="kaiming_uniform"
+)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_stack_trains_alike_in_either_memory_layout(data, monkeypatch, dropout):
+    """On CUDA a stack of seeds runs in contiguous NCHW, a single model in channels_last
+    (stages.device.memory_format).  On the CPU, dropout masks included: one step's loss and
+    gradients agree to fp32 round-off, and 20 steps end with the same losses and accuracy as
+    the stacked-vs-alone test asks.  (Weights are not compared: Adam divides the layouts'
+    last-bit differences by sqrt(v) of near-zero gradients, amplifying them to ~10% of a step.)"""
+    from stages import step
+
+    variant = params.Variant(**TUNED, dropout_conv=dropout)  # the stacked-vs-alone test's rung
+    small = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
+    cfg = model_config(variant, STATS, cifar.CLASSES)
+    first, histories = {}, {}
+    for layout in (torch.channels_last, torch.contiguous_format):
+        monkeypatch.setattr(step, "memory_format", lambda device, n, layout=layout: layout)
+        t = step.prepare(cfg, (0, 1, 2), variant, small, "fp32", layout=layout)
+        assert t.model.conv2.weight.is_contiguous(memory_format=layout)
+        t.step(torch.arange(24).view(3, 8))
+        first[layout] = (t.sums.clone(), [p.grad.clone() for p in t.model.parameters()])
+        _, histories[layout] = run_stack(small, variant, (0, 1, 2), epochs=1, batch_size=8)
+    (sums_a, grads_a), (sums_b, grads_b) = first.values()
+    torch.testing.assert_close(sums_a, sums_b, rtol=1e-5, atol=0)
+    for g, h in zip(grads_a, grads_b):
+        torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-5 * g.abs().max().item())
+    cl, nchw = histories[torch.channels_last], histories[torch.contiguous_format]
+    for seed in (0, 1, 2):
+        assert nchw[seed][0]["train/loss"] == pytest.approx(cl[seed][0]["train/loss"], rel=1e-4)
+        assert nchw[seed][0]["test/acc"] == pytest.approx(cl[seed][0]["test/acc"], abs=1 / 60)
+
+
+def test_memory_format_is_nchw_only_for_a_stack_on_cuda():
+    from stages import device
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert device.memory_format(cpu, 10) == torch.channels_last
+    assert device.memory_format(cuda, 1) == torch.channels_last
+    assert device.memory_format(cuda, 10) == torch.contiguous_format
