@@ -1,4 +1,5 @@
-"""The comparison's charts: the forest plot (PNG, and its data as DVC plot rows) and the bar chart.
+"""The comparison's charts: the forest plot and the per-seed dot plot (PNGs, and their data as
+DVC plot rows).
 
 Drawn with matplotlib's object API (``Figure``), not pyplot: no GUI backend, no global state,
 and a faster import.  Numbers are in percentage points.
@@ -16,6 +17,7 @@ from stages.io import atomic_path
 if TYPE_CHECKING:
     from stages.compare import Table
 
+LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
 VERDICT_COLORS = {"helps": "#2b8a3e", "hurts": "#c92a2a", "no detectable effect": "#4c6ef5"}
 # The forest plot's data, one row per comparison (effect_rows), as effects.csv's columns.
 EFFECT_FIELDS = (
@@ -29,6 +31,32 @@ EFFECT_FIELDS = (
     "p_adjusted",
     "verdict",
 )
+
+
+# The dot plot's data, one row per variant and seed: every seed's score with its variant's mean
+# and 95% CI (points), as seeds.csv's columns.
+SEED_FIELDS = ("variant", "rung", "seed", "micro_f1", "mean", "ci_low", "ci_high")
+
+
+def seed_rows(table: Table) -> list[dict]:
+    """One row per variant and seed, ladder order (points)."""
+    rows = []
+    for rung, (name, row) in enumerate(table.variants.items()):
+        low = round(100 * row.ci_low, 4) if row.ci_low is not None else ""
+        high = round(100 * row.ci_high, 4) if row.ci_high is not None else ""
+        for seed, score in row.scores.items():
+            rows.append(
+                {
+                    "variant": name,
+                    "rung": rung,
+                    "seed": seed,
+                    "micro_f1": round(100 * score, 4),
+                    "mean": round(100 * row.mean, 4),
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    return rows
 
 
 def effect_rows(table: Table) -> list[dict]:
@@ -65,7 +93,7 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     names = list(dict.fromkeys(r["variant"] for r in rows))
     fig = Figure(figsize=(9.5, 0.75 * len(names) + 1.6), dpi=120)
     ax = fig.subplots()
-    ax.axvline(0, color="black", lw=1)
+    ax.axvline(0, color="black", lw=1, zorder=0)  # behind the marks and their labels
     for r in rows:
         y = names.index(r["variant"]) + (-0.17 if r["comparison"] == "vs parent" else 0.17)
         color = VERDICT_COLORS.get(r["verdict"], "#868e96")
@@ -82,19 +110,24 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
             ha="center",
             fontsize=7,
             color=color,
+            bbox=LABEL_BOX,  # the zero line passes behind a label, never through it
         )
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.7)  # ladder order, top to bottom
-    ax.set_xlabel("difference in mean test micro-F1 (points); o: vs parent rung, s: vs baseline")
+    ax.set_xlabel("difference in mean test micro-F1 (points), with its 95% CI")
     handles = [
         Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLORS.items()
+    ]
+    handles += [
+        Line2D([], [], color="#495057", marker=m, lw=0, label=f"vs {label}")
+        for m, label in (("o", "parent rung"), ("s", "baseline"))
     ]
     ax.legend(
         handles=handles,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         fontsize=7,
-        title="verdict",
+        title="verdict; comparison",
         title_fontsize=7,
     )
     ax.set_title(
@@ -106,60 +139,65 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     _save_png(fig, target)
 
 
-def bar_chart(table: Table, target: Path) -> None:
-    """The blog's micro-F1 bar chart plus what it lacked: 95% CIs and the baseline line."""
+def dot_plot(table: Table, target: Path) -> None:
+    """Every seed's micro-F1 as a dot, each variant's mean with its 95% CI, the baseline's mean
+    as a reference line and chance marked: in points, no bars, so one collapsed seed shows."""
     from matplotlib.figure import Figure
 
-    rows = table.variants
-    names = list(rows)
-    means = np.array([rows[n].mean for n in names])
-    err = np.array(
-        [
-            [
-                m - (rows[n].ci_low if rows[n].ci_low is not None else m),
-                (rows[n].ci_high if rows[n].ci_high is not None else m) - m,
-            ]
-            for n, m in zip(names, means)
-        ]
-    ).T
-    colors = [
-        "#999999"
-        if n == table.baseline
-        else VERDICT_COLORS.get(
-            rows[n].vs["baseline"].verdict if "baseline" in rows[n].vs else None,
-            VERDICT_COLORS["no detectable effect"],
-        )
-        for n in names
-    ]
-    fig = Figure(figsize=(9, 4.8), dpi=120)
+    names = list(table.variants)
+    fig = Figure(figsize=(9.5, 0.55 * len(names) + 1.8), dpi=120)
     ax = fig.subplots()
-    ax.bar(names, means, yerr=err, capsize=5, color=colors)
-    base = rows[table.baseline].mean
-    ax.axhline(base, ls="--", color="black", lw=1, label=f"baseline {base:.4f}")
-    low = min(means.min(), np.nanmin(np.where(err[0] > 0, means - err[0], means)))
-    high = max(means.max(), np.nanmax(means + err[1]))
-    pad = max(0.01, (high - low) * 0.25)
-    ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
-    bottom = ax.get_ylim()[0]
-    for x, m in enumerate(means):  # inside the bar's foot, clear of the error bar
-        ax.text(
-            x,
-            bottom + (m - bottom) * 0.04,
-            f"{m:.4f}",
+    base = 100 * table.variants[table.baseline].mean
+    ax.axvline(base, ls="--", color="#495057", lw=1, zorder=0, label=f"baseline mean {base:.2f}")
+    jitter = np.linspace(-0.18, 0.18, max(2, max(r.seeds for r in table.variants.values())))
+    for y, name in enumerate(names):
+        row = table.variants[name]
+        c = row.vs.get("baseline")
+        color = "#868e96" if c is None else VERDICT_COLORS.get(c.verdict, "#868e96")
+        scores = 100 * np.array(list(row.scores.values()))
+        ax.scatter(scores, y + jitter[: len(scores)], s=22, color=color, alpha=0.7, lw=0, zorder=3)
+        if row.ci_low is not None:
+            ax.plot([100 * row.ci_low, 100 * row.ci_high], [y, y], color=color, lw=2.5)
+        ax.plot(100 * row.mean, y, "D", color=color, ms=7, mec="white")
+        ax.annotate(
+            f"{100 * row.mean:.2f}",
+            (100 * row.mean, y),
+            textcoords="offset points",
+            xytext=(0, 8),
             ha="center",
-            va="bottom",
-            fontsize=8,
-            color="white",
-            fontweight="bold",
+            fontsize=7,
+            color=color,
+            bbox=LABEL_BOX,
         )
-    ax.set_ylabel("test micro-F1 (accuracy)")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.7)
+    left, right = ax.get_xlim()
+    if table.chance is not None:
+        chance = 100 * table.chance
+        if chance >= left - 0.02 * (right - left):
+            ax.axvline(
+                chance, ls=":", color="#c92a2a", lw=1, zorder=0, label=f"chance {chance:.1f}"
+            )
+        else:
+            ax.annotate(
+                f"chance ({chance:.1f}) lies off the left edge",
+                (0, 1.0),
+                xycoords="axes fraction",
+                xytext=(2, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color="#c92a2a",
+            )
+    ax.set_xlabel(
+        "test micro-F1 (points): dots are seeds; diamond and bar, the mean and its 95% CI"
+    )
     ax.set_title(
-        f"micro-F1 by variant: mean over {table.min_seeds} seed(s), 95% CI; green/red: "
-        f"differs from baseline ({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"micro-F1 by variant, {table.min_seeds} seed(s); colour: vs baseline "
+        f"({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
-    ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(loc="best", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     _save_png(fig, target)
 
 

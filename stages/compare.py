@@ -89,10 +89,12 @@ class Row:
 
     mean: float
     std: float
-    ci_low: float | None
+    ci_low: float | None  # None with one seed
     ci_high: float | None
     seeds: int
     vs: dict[str, Comparison]  # a label is absent where the reference is the variant itself
+    scores: dict[int, float]  # seed -> micro-F1
+    clipped: bool = False  # the t-interval reached past [0, 1] and was cut there
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Table:
     seeds_for_half_point: int | None
     method: str = "paired"  # compare.test: paired | welch
     power: float = POWER
+    chance: float | None = None  # 1 / the number of classes: a model that guesses
 
     @property
     def test(self) -> str:
@@ -139,6 +142,7 @@ class Table:
                 "micro_f1_std": row.std,
                 "ci95_low": row.ci_low,
                 "ci95_high": row.ci_high,
+                "ci95_clipped": row.clipped,
                 "seeds": row.seeds,
             }
             for label in LABELS:
@@ -207,7 +211,9 @@ def test_pair(a: dict[int, float], b: dict[int, float], method: str) -> tuple[Te
     return welch(list(a.values()), list(b.values())), None
 
 
-def compare(scores: dict[str, dict[int, float]], cp: params.CompareParams) -> Table:
+def compare(
+    scores: dict[str, dict[int, float]], cp: params.CompareParams, chance: float | None = None
+) -> Table:
     """The comparison table, variants in ladder order; ``scores``: per variant, seed -> micro-F1.
 
     Every distinct (variant, reference) pair is one test of the family that the correction
@@ -254,12 +260,15 @@ def compare(scores: dict[str, dict[int, float]], cp: params.CompareParams) -> Ta
     for name in names:
         values = list(scores[name].values())
         mean, std, low, high = mean_ci(values)
+        wide = mean_ci(values, clip=False)
         vs = {
             label: comparisons[(name, ref)]
             for label, ref in refs[name].items()
             if ref is not None and ref != name
         }
-        rows[name] = Row(mean, std, low, high, len(values), vs)
+        rows[name] = Row(
+            mean, std, low, high, len(values), vs, dict(scores[name]), (low, high) != wide[2:]
+        )
     # The spread for planning, a median so that one unstable variant (a seed stuck at chance,
     # say) does not set it for all: of the variants' seed-to-seed sds for Welch; of the
     # per-seed differences of the paired comparisons for the paired test.
@@ -284,6 +293,7 @@ def compare(scores: dict[str, dict[int, float]], cp: params.CompareParams) -> Ta
         if typical is not None
         else None,
         cp.test,
+        chance=chance,
     )
 
 
@@ -308,32 +318,74 @@ def read_scores(results: Path, names: list[str]) -> dict[str, dict[int, float]]:
     return scores
 
 
-def read_curves(results: Path, names: list[str]) -> list[dict]:
-    """Rows of (variant, epoch, test_acc, test_loss): DVCLive's per-epoch means over seeds."""
+def read_chance(path: Path) -> float:
+    """1 / the number of classes, from a report.json."""
+    classes = read_json(path, f"evaluate@{path.parent.name}").get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise UserError(
+            f"{path} names no classes; rerun `dvc repro -f evaluate@{path.parent.name}`."
+        )
+    return 1 / len(classes)
+
+
+def _series(path: Path, metric: str, name: str) -> list[float]:
+    """One DVCLive curve (a value per epoch), checked."""
+    if not path.exists():
+        raise UserError(f"{path} does not exist; it is made by `train@{name}`: run `dvc repro`.")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            values = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{path} is not DVCLive's per-epoch {metric} ({type(exc).__name__}: {exc}); "
+            f"rerun `dvc repro -f train@{name}`."
+        ) from None
+    if not values:
+        raise UserError(f"{path} holds no epochs; rerun `dvc repro -f train@{name}`.")
+    return values
+
+
+CURVE_FIELDS = (
+    "variant",
+    "epoch",
+    "test_acc",
+    "test_acc_min",
+    "test_acc_max",
+    "test_loss",
+    "test_loss_min",
+    "test_loss_max",
+)
+
+
+def read_curves(results: Path, seeds: dict[str, list[int]]) -> list[dict]:
+    """Per variant and epoch (counted from 1): test accuracy (%) and loss, the mean over seeds
+    and the lowest and highest seed (DVCLive's per-seed curves)."""
     rows = []
-    for name in names:
-        series = {}
-        for metric in ("acc", "loss"):
-            path = results / name / "live" / "plots" / "metrics" / "test" / f"{metric}.tsv"
-            if not path.exists():
-                raise UserError(
-                    f"{path} does not exist; it is made by `train@{name}`: run `dvc repro`."
-                )
-            try:
-                with open(path, newline="", encoding="utf-8") as f:
-                    series[metric] = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise UserError(
-                    f"{path} is not DVCLive's per-epoch {metric} ({type(exc).__name__}: {exc}); "
-                    f"rerun `dvc repro -f train@{name}`."
-                ) from None
-        if not series["acc"] or len(series["acc"]) != len(series["loss"]):
+    for name, variant_seeds in seeds.items():
+        metrics = results / name / "live" / "plots" / "metrics"
+        per_seed = {
+            metric: [
+                _series(metrics / f"seed_{s}" / "test" / f"{metric}.tsv", metric, name)
+                for s in variant_seeds
+            ]
+            for metric in ("acc", "loss")
+        }
+        epochs = {len(c) for curves in per_seed.values() for c in curves}
+        if len(epochs) != 1:
             raise UserError(
-                f"{path.parent} holds no matching per-epoch curves; "
+                f"{metrics}: the seeds' curves have different lengths; "
                 f"rerun `dvc repro -f train@{name}`."
             )
-        for epoch, (acc, loss) in enumerate(zip(series["acc"], series["loss"]), start=1):
-            rows.append({"variant": name, "epoch": epoch, "test_acc": acc, "test_loss": loss})
+        for e in range(epochs.pop()):
+            row = {"variant": name, "epoch": e + 1}
+            for metric, scale in (("acc", 100.0), ("loss", 1.0)):
+                at = np.array([c[e] for c in per_seed[metric]]) * scale
+                row |= {
+                    f"test_{metric}": round(float(at.mean()), 6),
+                    f"test_{metric}_min": round(float(at.min()), 6),
+                    f"test_{metric}_max": round(float(at.max()), 6),
+                }
+            rows.append(row)
     return rows
 
 
@@ -341,12 +393,19 @@ def read_curves(results: Path, names: list[str]) -> list[dict]:
 
 
 def _pts(x: float | None, signed: bool = True) -> str:
-    """[0, 1] units as percentage points."""
-    return "n/a" if x is None else f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
+    """[0, 1] units as percentage points ("—" for none)."""
+    return "—" if x is None else f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
 
 
 def _p(p: float | None) -> str:
-    return "n/a" if p is None else f"{p:.3g}"
+    return "—" if p is None else f"{p:.3g}"
+
+
+def _unseen(c: Comparison) -> str:
+    """How large an effect this comparison could have missed, in words."""
+    if c.mde is not None:
+        return f"an effect under {_pts(c.mde, False)} points could go unseen"
+    return "the seeds spread so widely that even an effect of more than 200 points could go unseen"
 
 
 def _effect(c: Comparison) -> str:
@@ -365,7 +424,7 @@ def answer(table: Table) -> list[str]:
             continue
         text = f"{name} ({_effect(c)}"
         if c.verdict == "no detectable effect":
-            text += f"; an effect under {_pts(c.mde, False)} points could go unseen"
+            text += f"; {_unseen(c)}"
         groups[c.verdict].append(text + ")")
     family = (
         f"Holm-adjusted over the table's {table.comparisons} comparisons"
@@ -426,8 +485,8 @@ def markdown(table: Table) -> str:
             else ""
         )
         mde = (
-            f", MDE {_pts(c.mde, False)}"
-            if c.verdict == "no detectable effect" and c.mde is not None
+            f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
+            if c.verdict == "no detectable effect"
             else ""
         )
         r = f", r={c.r:.2f}" if c.r is not None else ""
@@ -435,7 +494,10 @@ def markdown(table: Table) -> str:
         return f"{_effect(c)} (p={_p(c.test.p)}{adj}, {c.verdict}{mde}{r}{other})"
 
     def ci(row: Row) -> str:
-        return "n/a" if row.ci_low is None else f"{100 * row.ci_low:.2f} – {100 * row.ci_high:.2f}"
+        if row.ci_low is None:
+            return "— (one seed)"
+        clipped = " (cut at the scale's end)" if row.clipped else ""
+        return f"{100 * row.ci_low:.2f} – {100 * row.ci_high:.2f}{clipped}"
 
     lines = answer(table) + [
         "",
@@ -454,6 +516,19 @@ def markdown(table: Table) -> str:
             f"| {name} | {100 * row.mean:.2f} ± {100 * row.std:.2f} | {ci(row)} "
             f"| {cell(row, 'baseline')} | {cell(row, 'parent')} |"
         )
+    seeds = sorted({s for row in table.variants.values() for s in row.scores})
+    lines += [
+        "",
+        "## Every seed",
+        "",
+        "Test micro-F1 (%) of each seed; seed s of every variant saw the same data order.",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "| --- |" + " --- |" * len(seeds),
+    ]
+    for name, row in table.variants.items():
+        cells = [f"{100 * row.scores[s]:.2f}" if s in row.scores else "—" for s in seeds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -466,16 +541,17 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params)
     names = list(p.variants)
-    table = compare(read_scores(args.results, names), p.compare)
-    curves = read_curves(args.results, names)
+    scores = read_scores(args.results, names)
+    table = compare(scores, p.compare, chance=read_chance(args.results / names[0] / "report.json"))
+    curves = read_curves(args.results, {name: list(scores[name]) for name in names})
     text = markdown(table)
-    with atomic_group():  # all seven files are replaced together, or none is
+    with atomic_group():  # all eight files are replaced together, or none is
         write_outputs(table, curves, text, args.out)
     log.info("%s", text)
 
 
 def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> None:
-    """The seven files of ``out``; with a single variant there is nothing to compare, but the
+    """The eight files of ``out``; with a single variant there is nothing to compare, but the
     plot's file still exists."""
     rows = charts.effect_rows(table)
     write_csv(
@@ -483,8 +559,13 @@ def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> Non
         charts.EFFECT_FIELDS,
         [[r[f] for f in charts.EFFECT_FIELDS] for r in rows],
     )
-    write_csv(out / "curves.csv", list(curves[0]), [list(r.values()) for r in curves])
-    charts.bar_chart(table, out / "micro_f1.png")
+    write_csv(out / "curves.csv", CURVE_FIELDS, [[r[f] for f in CURVE_FIELDS] for r in curves])
+    write_csv(
+        out / "seeds.csv",
+        charts.SEED_FIELDS,
+        [[r[f] for f in charts.SEED_FIELDS] for r in charts.seed_rows(table)],
+    )
+    charts.dot_plot(table, out / "micro_f1.png")
     charts.forest_plot(table, rows, out / "effects.png")
     write_json(out / "comparison.json", table.to_json())
     write_json(out / "summary.json", {"micro_f1": {n: r.mean for n, r in table.variants.items()}})

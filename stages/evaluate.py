@@ -7,8 +7,9 @@ Outputs (in ``--out``, i.e. results/<variant>/):
                   seeds; the file `dvc metrics show/diff` reads.
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and
                   support (scikit-learn); the confusion matrix summed over seeds.
-  confusion.csv   actual,predicted class of every test image for the first seed: DVC
-                  confusion-plot data.
+  confusion.csv   actual,predicted,count: the confusion matrix summed over every seed, one
+                  row per pair of classes (zeros included, so every variant's matrix is
+                  square and alike): DVC plot data (template .dvc/plots/confusion_counts.json).
 
 The train stage predicts the test set after every epoch anyway, so it writes its final
 predictions (in fp32, whatever precision trained the models, so metrics compare alike) and
@@ -69,6 +70,15 @@ def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
     return metrics, report
 
 
+def confusion_rows(matrix: list[list[int]], classes: list[str]) -> list[tuple[str, str, int]]:
+    """(actual, predicted, count) for every pair of classes, in class order."""
+    return [
+        (classes[a], classes[p], int(matrix[a][p]))
+        for a in range(len(classes))
+        for p in range(len(classes))
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
@@ -82,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_group():  # the three files are replaced together, or none is
         write_csv(
             args.out / "confusion.csv",
-            ["actual", "predicted"],
-            ((classes[a], classes[b]) for a, b in zip(p["y_true"], p["pred"][0])),
+            ["actual", "predicted", "count"],
+            confusion_rows(report["confusion_sum"], classes),
         )
         write_json(args.out / "report.json", report)
         write_json(args.out / "metrics.json", metrics)

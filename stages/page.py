@@ -20,7 +20,7 @@ from pathlib import Path
 from stages.io import run_main, write_text
 
 log = logging.getLogger("cifar10_tricks.page")
-VEGA_LITE = "5"  # the schema of DVC's built-in templates and of .dvc/plots/*.json
+VEGA_LITE = "6"  # the schema of .dvc/plots/*.json; it compiles to the Vega the bundle holds
 
 PAGE = """<!DOCTYPE html>
 <html>

@@ -164,7 +164,7 @@ def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
     series[""] = mean_history(list(histories.values()))
     for prefix, history in series.items():
         for epoch, row in enumerate(history):
-            live.step = epoch
+            live.step = epoch + 1  # epochs counted from 1, as in compare/curves.csv
             for key in METRICS:
                 live.log_metric(prefix + key, row[key])
 

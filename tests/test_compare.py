@@ -95,11 +95,12 @@ def test_table_in_ladder_order_with_baseline_and_parent():
     # The JSON keeps the flat <field>_vs_<label> keys, baseline before parent.
     x = table.to_json()["variants"]["x"]
     assert x["vs_parent"] == "baseline" and x["diff_vs_baseline"] == pytest.approx(0.1)
-    assert list(x)[:6] == [
+    assert list(x)[:7] == [
         "micro_f1",
         "micro_f1_std",
         "ci95_low",
         "ci95_high",
+        "ci95_clipped",
         "seeds",
         "vs_baseline",
     ]
@@ -107,21 +108,22 @@ def test_table_in_ladder_order_with_baseline_and_parent():
 
 
 def _fake_results(root, scores):
+    """results/<variant>/: report.json and DVCLive's per-seed curves (2 epochs: the seed's
+    score minus 0.1, then the score; loss 1 - score), as the train and evaluate stages write."""
     for name, values in scores.items():
         res = root / name
-        (res / "live/plots/metrics/test").mkdir(parents=True)
-        (res / "report.json").write_text(
-            json.dumps(
-                {
-                    "seeds": list(range(len(values))),
-                    "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
-                }
-            )
-        )
-        for metric, base in (("acc", 0.5), ("loss", 1.0)):
-            (res / f"live/plots/metrics/test/{metric}.tsv").write_text(
-                f"step\t{metric}\n0\t{base}\n1\t{base + 0.1}\n"
-            )
+        report = {
+            "classes": list("abcdefghij"),
+            "seeds": list(range(len(values))),
+            "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
+        }
+        res.mkdir(parents=True)
+        (res / "report.json").write_text(json.dumps(report))
+        for seed, v in enumerate(values):
+            curves = res / f"live/plots/metrics/seed_{seed}/test"
+            curves.mkdir(parents=True)
+            (curves / "acc.tsv").write_text(f"step\tacc\n1\t{v - 0.1}\n2\t{v}\n")
+            (curves / "loss.tsv").write_text(f"step\tloss\n1\t{1.1 - v}\n2\t{1 - v}\n")
 
 
 def test_stage_writes_table_charts_and_curves(tmp_path):
@@ -167,9 +169,25 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
         ["extra_variant", "2", "vs parent"],
         ["extra_variant", "2", "vs baseline"],
     ]
-    curves = (out / "curves.csv").read_text().splitlines()
-    assert curves[0] == "variant,epoch,test_acc,test_loss" and len(curves) == 1 + 2 * 3
-    assert curves[1] == "baseline,1,0.5,1.0"
+    curves = [line.split(",") for line in (out / "curves.csv").read_text().splitlines()]
+    assert curves[0] == [
+        "variant",
+        "epoch",
+        "test_acc",
+        "test_acc_min",
+        "test_acc_max",
+        "test_loss",
+        "test_loss_min",
+        "test_loss_max",
+    ]
+    assert len(curves) == 1 + 2 * 3  # 2 epochs, counted from 1, per variant
+    baseline_2 = [float(v) for v in curves[2][2:]]  # epoch 2: the seeds' own scores, in %
+    assert curves[2][:2] == ["baseline", "2"]
+    assert baseline_2 == pytest.approx([51.0, 50.0, 52.0, 0.49, 0.48, 0.5])
+    seeds = (out / "seeds.csv").read_text().splitlines()
+    assert seeds[0] == "variant,rung,seed,micro_f1,mean,ci_low,ci_high" and len(seeds) == 1 + 9
+    assert seeds[1].startswith("baseline,0,0,50.0,51.0,")
+    assert "## Every seed" in md and "| norm_inputs | 60.00 | 61.00 | 60.00 |" in md
 
 
 def test_missing_results_name_the_stage(tmp_path):
@@ -205,14 +223,14 @@ def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
 
 def test_a_torn_curve_names_the_stage(tmp_path):
     _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
-    (tmp_path / "results/baseline/live/plots/metrics/test/acc.tsv").write_text("step\tacc\n0\t0.")
-    (tmp_path / "results/baseline/live/plots/metrics/test/loss.tsv").write_text("step\tloss\n0\n")
+    torn = tmp_path / "results/baseline/live/plots/metrics/seed_1/test/acc.tsv"
+    torn.write_text("step\tacc\n1\t0.")
     with pytest.raises(UserError, match=r"rerun `dvc repro -f train@baseline`"):
-        compare.read_curves(tmp_path / "results", ["baseline"])
+        compare.read_curves(tmp_path / "results", {"baseline": [0, 1]})
 
 
 def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
-    """Ctrl-C while compare writes: its seven files are all the old ones, none half-new."""
+    """Ctrl-C while compare writes: its eight files are all the old ones, none half-new."""
     names = ["baseline", "other"]
     _fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
     (tmp_path / "params.yaml").write_text(json.dumps({"variants": {n: {} for n in names}}))
@@ -226,7 +244,7 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     ]
     compare.main(args)
     before = {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()}
-    assert len(before) == 7
+    assert len(before) == 8
     (tmp_path / "results/other/report.json").write_text(
         json.dumps({"seeds": [0, 1, 2], "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)}})
     )

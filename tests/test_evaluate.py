@@ -50,9 +50,13 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
     assert metrics["micro_f1_std"] == pytest.approx(np.std(per_seed, ddof=1))
     assert metrics["test_loss"] == pytest.approx(nll.astype(np.float64).mean(1).mean())
     assert np.sum(report["confusion_sum"]) == 2 * len(y)
-    lines = (out / "confusion.csv").read_text().splitlines()
-    assert lines[0] == "actual,predicted" and len(lines) == len(y) + 1
-    assert lines[1] == f"{CLASSES[y[0]]},{CLASSES[pred[0][0]]}"
+    # Square and summed over seeds: every pair of the 10 classes, zeros included.
+    rows = [line.split(",") for line in (out / "confusion.csv").read_text().splitlines()]
+    assert rows[0] == ["actual", "predicted", "count"] and len(rows) == 1 + 10 * 10
+    counts = {(a, p): int(c) for a, p, c in rows[1:]}
+    assert sum(counts.values()) == 2 * len(y)
+    expected = sum(int(y[i] == 0 and pr[i] == 1) for pr in pred for i in range(len(y)))
+    assert counts[(CLASSES[0], CLASSES[1])] == expected
 
 
 def test_stage_imports_no_torch(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -79,9 +80,11 @@ def test_every_variant_has_metrics_and_plot_data(full_run):
         for seed in (0, 1):
             assert (full_run.path / "models" / name / f"seed_{seed}.pt").is_file()
         curve = (res / "live/plots/metrics/test/acc.tsv").read_text().splitlines()
-        assert curve[0] == "step\tacc" and len(curve) == 2  # header + 1 epoch
+        assert curve == [curve[0], curve[1]] and curve[0] == "step\tacc"  # header + 1 epoch
+        assert curve[1].startswith("1\t")  # epochs counted from 1, as compare counts them
         assert (res / "live/plots/metrics/seed_1/train/loss.tsv").is_file()
-        assert (res / "confusion.csv").read_text().startswith("actual,predicted\n")
+        confusion = (res / "confusion.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted,count" and len(confusion) == 1 + 10 * 10
     shown = full_run.dvc("metrics", "show", "--json").stdout
     assert all(f"results/{name}/metrics.json" in shown for name in variants)
 
@@ -370,13 +373,23 @@ def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
     out = tmp_path / "plots"
     full_run.dvc("plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
-    charts = html.count("vegaEmbed('#")
-    assert charts >= 2 + 1 + 8  # 2 learning-curve charts, the forest plot, 8 confusion matrices
-    assert "cdn.jsdelivr.net" not in html and "effects.csv" in html
+    charts = re.findall(r"vegaEmbed\('#(\w+)'", html)
+    # The answer first: the forest plot, every seed's score, the curves, then the matrices.
+    assert charts[:4] == [
+        "compare_effects_csv",
+        "compare_seeds_csv",
+        "test_accuracy_per_epoch",
+        "test_loss_per_epoch",
+    ], charts
+    assert sorted(charts[4:]) == sorted(
+        f"results_{n}_confusion_csv" for n in full_run.params()["variants"]
+    )
+    assert "cdn.jsdelivr.net" not in html
     dom, log = _render(out / "index.html", tmp_path / "profile")
-    assert _drawn(dom) == charts, log[-3000:]
+    assert _drawn(dom) == len(charts), log[-3000:]
+    # A clean console: the inlined Vega matches the specs' version, and no template warns.
     console = [line for line in log.splitlines() if "CONSOLE" in line]
-    assert not [line for line in console if "rror" in line or "Uncaught" in line], console
+    assert console == [], console
 
     default = tmp_path / "default.html"
     default.write_text(PAGE_HTML)
@@ -391,6 +404,48 @@ def test_plots_diff_page_draws_offline_too(full_run, tmp_path):
     html = (tmp_path / "diff/index.html").read_text()
     dom, log = _render(tmp_path / "diff/index.html", tmp_path / "profile")
     assert _drawn(dom) == html.count("vegaEmbed('#") > 0, log[-3000:]
+
+
+# Runs in the page once the forest plot has drawn: the bounding boxes of its text marks (the
+# effects' labels) from Vega's scenegraph, and how many pairs of them overlap.
+_OVERLAPS = """.then(function (result) {
+  var boxes = [];
+  (function walk(node) {
+    if (node.marktype === "text" && node.role === "mark") {
+      node.items.forEach(function (i) { boxes.push(i.bounds); });
+    }
+    (node.items || []).forEach(walk);
+  })(result.view.scenegraph().root);
+  var overlaps = 0;
+  for (var i = 0; i < boxes.length; i++) for (var j = i + 1; j < boxes.length; j++) {
+    var a = boxes[i], b = boxes[j];
+    if (a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2) overlaps++;
+  }
+  var found = {labels: boxes.length, overlaps: overlaps};
+  document.body.setAttribute("data-forest", JSON.stringify(found));
+});"""
+
+
+def test_plots_diff_of_two_revisions_overlaps_no_labels_of_the_forest_plot(own_run, tmp_path):
+    """`dvc plots diff` puts both revisions' effects in the forest plot: each revision on a line
+    of its own within a rung, so no two of its labels overlap (checked through Vega's view)."""
+    raw = own_run.params()
+    raw["variants"]["dropout_dense"]["dropout_dense"] = 0.5
+    own_run.set_params(raw)
+    own_run.dvc("repro")
+    own_run.dvc("plots", "diff", "HEAD", "-o", str(tmp_path / "diff"))
+    page = tmp_path / "diff/index.html"
+    html = page.read_text()
+    call = "vegaEmbed('#compare_effects_csv', spec);"
+    assert call in html
+    page.write_text(html.replace(call, call[:-1] + _OVERLAPS))
+    dom, log = _render(page, tmp_path / "profile")
+    found = re.search(r'data-forest="([^"]+)"', dom)
+    assert found, log[-3000:]
+    forest = json.loads(found.group(1).replace("&quot;", '"'))
+    variants = len(raw["variants"]) - 1  # the baseline has no comparison
+    assert forest["labels"] >= 2 * variants * 2 - 2, forest  # both revisions' labels drew
+    assert forest["overlaps"] == 0, forest
 
 
 # --- a team on one study: git for params and metrics, a DVC remote for data and models ------
