@@ -16,7 +16,7 @@ Outputs (in ``--out``, i.e. compare/):
                     told apart, and how large an effect could have gone unseen), then the table.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
                     names unique across metrics files, so `dvc exp show` shows them as
-                    short columns (``--drop '.*' --keep 'micro_f1[.]'``).
+                    short columns (``--drop '.*' --keep 'Experiment|micro_f1[.]'``).
   effects.png       forest plot: each rung's effect vs its parent and vs the baseline, 95% CIs.
   effects.csv       the same as DVC plot data (template .dvc/plots/forest.json).
   micro_f1.png      the blog's bar chart, with 95% CI error bars and the baseline dashed.
@@ -467,7 +467,12 @@ def answer(table: Table) -> list[str]:
             + ". At that spread a half-point effect needs "
             + (f"about {need} seeds per variant" if need else "more than 1,000 seeds per variant")
             + f" to be detected with {table.power:.0%} power at the level used here "
-            f"({table.mde_level:.3g}); `dvc exp run -S 'train.seeds=[...]'` sets the seeds.",
+            f"({table.mde_level:.3g})"
+            + (
+                f"; `dvc exp run -S 'train.seeds=[{','.join(map(str, range(need)))}]'` sets them."
+                if need and need <= 40
+                else "."
+            ),
         ]
     return lines
 

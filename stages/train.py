@@ -205,15 +205,20 @@ def main(argv: list[str] | None = None) -> None:
     data = to_device(ds, device)
     config = model_config(variant, channel_stats, ds.classes)
     per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device, precision)
+    groups = seed_groups(tp.seeds, per_step)
+    # The work ahead, then (after the first epoch) how long it will take: a CPU run of the
+    # default study is hours, and the user should learn that from the run, not the README.
     log.info(
-        "train %s on %s (%s), %d images, seeds %s, %d per step; "
-        "data on the device %.2f s after start",
+        "train %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per step "
+        "(%d stack(s)); data on the device %.2f s after start",
         args.variant,
+        len(tp.seeds),
+        tp.epochs,
+        f"{len(ds.y_train):,}",
         device,
         precision,
-        len(ds.y_train),
-        list(tp.seeds),
         per_step,
+        len(groups),
         time.perf_counter() - STARTED,
     )
 
@@ -232,9 +237,20 @@ def main(argv: list[str] | None = None) -> None:
             row["lr"],
             row["seconds"],
         )
+        if epoch == 0 and seed == groups[0][0] and tp.epochs * len(groups) > 1:
+            total = row["seconds"] * tp.epochs * len(groups)
+            log.info(
+                "train %s: the first epoch took %.1f s, so all %d epoch(s) of %d stack(s) need "
+                "about %s",
+                args.variant,
+                row["seconds"],
+                tp.epochs,
+                len(groups),
+                f"{total / 60:.1f} min" if total >= 90 else f"{total:.0f} s",
+            )
 
     histories, models, preds, nlls = {}, {}, [], []
-    for group in seed_groups(tp.seeds, per_step):
+    for group in groups:
         model, group_histories, (pred, nll) = train_seeds(
             args.variant, variant, config, data, group, tp, precision, report
         )

@@ -71,16 +71,9 @@ def _load_text(tmp_path, text: str):
         (("epochs: 10", "epochs: 010"), "epochs", 10),  # YAML 1.1 would say 8
         (("epochs: 10", "epochs: 0x10"), "epochs", 16),
         (("batch_size: 64", "batch_size: 1e3"), None, "batch_size = 1000.0 is not an integer"),
+        (("    lr: 0.001\n", "    lr: 1e-3\n"), "lr", 0.001),  # the baseline's: the first
         (
-            (
-                "lr: 0.001, lr_decay: 1.0, weight_decay: 0.0,",
-                "lr: 1e-3, lr_decay: 1.0, weight_decay: 0.0,",
-            ),
-            "lr",
-            0.001,
-        ),
-        (
-            ("normalize: false, lr: 0.001,", "normalize: yes, lr: 0.001,"),
+            ("normalize: false\n", "normalize: yes\n"),
             None,
             "normalize = 'yes' is not true or false",
         ),
@@ -253,3 +246,39 @@ def test_params_are_frozen(raw):
     p = params.parse(raw)
     with pytest.raises(AttributeError):
         p.train.epochs = 3
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("variants.dropout_conv.dropout_conv", 0.3),
+        ("train.epochs", 3),
+        ("compare.alpha", 0.01),
+        ("data.md5", "0" * 32),
+        ("data.source", "synthetic"),
+        ("variants.baseline.init", "kaiming_uniform"),
+    ],
+)
+def test_a_one_key_set_changes_one_line_of_params_yaml(tmp_path, key, value):
+    """`dvc exp run -S` and `dvc exp apply` rewrite params.yaml through DVC's round-trip YAML:
+    the file is written in the form DVC writes back, so one key is one line of diff."""
+    import difflib
+
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(path) as doc:
+        node = doc
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), path.read_text().splitlines()
+    changed = [
+        line
+        for line in difflib.unified_diff(before, after, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert len(changed) == 2, changed  # one line out, one line in
+    assert params.load(path) is not None  # and it still validates

@@ -146,12 +146,13 @@ def test_exp_run_and_readable_exp_show(own_run):
     before = json.loads((own_run.path / "compare/summary.json").read_text())["micro_f1"]
     own_run.dvc("exp", "run", "-n", "conv03", "-S", "variants.dropout_conv.dropout_conv=0.3")
     shown = own_run.dvc(
-        "exp", "show", "--csv", "--drop", ".*", "--keep", "micro_f1[.]"
+        "exp", "show", "--csv", "--drop", ".*", "--keep", "Experiment|micro_f1[.]"
     ).stdout.splitlines()
     header = shown[0].split(",")
-    assert header == [f"micro_f1.{name}" for name in before]  # short names, no path:name wall
+    # Each row named, then short names, no path:name wall.
+    assert header == ["Experiment"] + [f"micro_f1.{name}" for name in before]
     rows = [dict(zip(header, line.split(","))) for line in shown[1:]]
-    assert len(rows) >= 2  # the workspace/baseline commit and the experiment
+    assert "conv03" in [row["Experiment"] for row in rows]  # the experiment, by its name
     after = json.loads((own_run.path / "compare/summary.json").read_text())["micro_f1"]
     unchanged = [n for n in before if n != "dropout_conv"]
     assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}

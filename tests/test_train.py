@@ -274,11 +274,14 @@ def test_diverged_run_writes_no_model(tmp_path, small_archive):
     assert not (tmp_path / "p.npz").exists()
 
 
-def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(tmp_path, small_archive):
+def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
+    tmp_path, small_archive, caplog
+):
     """The saved predictions are the saved models' own fp32 predictions of the test set."""
     from stages import checkpoint
     from stages.model import predict
 
+    caplog.set_level("INFO", logger="cifar10_tricks")
     ds = _train_stage(
         tmp_path,
         small_archive,
@@ -297,6 +300,11 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(tmp_path
             nll = -log_probs[torch.arange(len(ds.y_test)), torch.from_numpy(ds.y_test).long()]
             np.testing.assert_allclose(z["nll"][s], nll.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "live/plots/metrics/seed_7/test/acc.tsv").is_file()
+    # It says the work ahead at its start, and after the first epoch how long it will take.
+    assert "train dropout_both: 3 seed(s) x 1 epoch(s) x 250 images on cpu" in caplog.text
+    assert "(2 stack(s))" in caplog.text
+    assert "the first epoch took" in caplog.text
+    assert "1 epoch(s) of 2 stack(s) need about" in caplog.text
 
 
 def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, monkeypatch):
