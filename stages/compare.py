@@ -260,15 +260,16 @@ def compare(
     for name in names:
         values = list(scores[name].values())
         mean, std, low, high = mean_ci(values)
-        wide = mean_ci(values, clip=False)
+        # micro-F1 lives in [0, 1]; a t-interval from few seeds can reach past it: cut, and say so
+        clipped = low is not None and (low < 0 or high > 1)
+        if low is not None:
+            low, high = max(0.0, low), min(1.0, high)
         vs = {
             label: comparisons[(name, ref)]
             for label, ref in refs[name].items()
             if ref is not None and ref != name
         }
-        rows[name] = Row(
-            mean, std, low, high, len(values), vs, dict(scores[name]), (low, high) != wide[2:]
-        )
+        rows[name] = Row(mean, std, low, high, len(values), vs, dict(scores[name]), clipped)
     # The spread for planning, a median so that one unstable variant (a seed stuck at chance,
     # say) does not set it for all: of the variants' seed-to-seed sds for Welch; of the
     # per-seed differences of the paired comparisons for the paired test.

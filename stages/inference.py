@@ -48,20 +48,15 @@ def mean_sd(values) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def mean_ci(
-    values, level: float = 0.95, clip: bool = True
-) -> tuple[float, float, float | None, float | None]:
-    """(mean, sample sd, CI low, CI high) with Student's t, clipped to [0, 1] (micro-F1's
-    range, which a t-interval from few seeds can reach past) unless ``clip`` is False; no CI
-    from a single seed."""
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float | None, float | None]:
+    """(mean, sample sd, CI low, CI high) with Student's t; no CI from a single seed.  With few
+    seeds the interval can reach past micro-F1's [0, 1]: the caller decides what to show."""
     mean, sd = mean_sd(values)
     n = len(values)
     if n < 2:
         return mean, sd, None, None
     half = float(special.stdtrit(n - 1, 0.5 + level / 2)) * sd / math.sqrt(n)
-    if not clip:
-        return mean, sd, mean - half, mean + half
-    return mean, sd, max(0.0, mean - half), min(1.0, mean + half)
+    return mean, sd, mean - half, mean + half
 
 
 def welch(a: list[float], b: list[float]) -> Test:

@@ -304,3 +304,24 @@ def test_the_json_and_the_answer_name_the_test_and_the_correlation():
     assert ", r=0." in md
     welch = compare.compare(_planted(0.01, r=0.9), params.CompareParams(test="welch"))
     assert welch.to_json()["typical_sd_of"] == "scores" and "Welch's t-test" in welch.test
+
+
+def test_an_interval_past_the_scale_is_cut_and_says_so():
+    table = compare.compare({"baseline": {0: 0.0, 1: 0.0, 2: 0.3}}, params.CompareParams())
+    row = table.variants["baseline"]
+    assert (
+        row.ci_low == 0.0
+        and row.clipped
+        and table.to_json()["variants"]["baseline"]["ci95_clipped"]
+    )
+    assert "(cut at the scale's end)" in compare.markdown(table)
+    one = compare.compare({"baseline": {0: 0.5}}, params.CompareParams())
+    assert "— (one seed)" in compare.markdown(one) and "n/a" not in compare.markdown(one)
+
+
+def test_an_effect_beyond_the_scale_is_said_in_words():
+    wild = {"baseline": {0: 0.1, 1: 0.9}, "x": {0: 0.9, 1: 0.1}}
+    table = compare.compare(wild, params.CompareParams(test="welch"))
+    assert table.variants["x"].vs["baseline"].mde is None
+    md = compare.markdown(table)
+    assert "even an effect of more than 200 points could go unseen" in md and "MDE over 200" in md

@@ -80,7 +80,7 @@ def test_minimum_detectable_effect_has_the_stated_power():
 def test_mean_sd_is_mean_and_sample_sd():
     assert inference.mean_sd([0.5, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
     assert inference.mean_sd([0.4]) == (0.4, 0.0)
-    assert inference.mean_ci([0.0, 0.0, 0.3])[2] == 0.0  # clipped at micro-F1's floor
+    assert inference.mean_ci([0.0, 0.0, 0.3])[2] < 0  # a t-interval, as it is: compare cuts it
 
 
 def test_paired_matches_scipys_ttest_rel_and_its_interval():
