@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from benchmarks.project import Project, make_project
+from benchmarks.project import GIT_ENV, Project, make_project
 
 pytestmark = pytest.mark.e2e
 
@@ -503,3 +506,105 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     shown = b.dvc("exp", "show", "--csv").stdout
     assert "dense-lr" in shown
     assert "0.002" in [line for line in shown.splitlines() if "dense-lr" in line][0]
+
+
+# --- the README, run as written ----------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SKIP = re.compile(r"<!-- not run by the README test: (.+?) -->\s*$")
+
+
+def readme_blocks() -> list[tuple[int, str, str | None]]:
+    """Each ```bash block of the README: (line, text, why it is not run, or None)."""
+    lines, blocks = README.read_text().splitlines(), []
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "```bash":
+            end = lines.index("```", i + 1)
+            before = next((line for line in reversed(lines[:i]) if line.strip()), "")
+            skip = SKIP.match(before)
+            blocks.append((i + 1, "\n".join(lines[i + 1 : end]), skip.group(1) if skip else None))
+            i = end
+        i += 1
+    return blocks
+
+
+def test_every_readme_block_is_run_or_says_why_not():
+    blocks = readme_blocks()
+    run = [text.split()[:4] for _, text, why in blocks if why is None]
+    assert run == [
+        ["python", "-m", "pip", "install"],  # then `dvc repro`
+        ["git", "add", "dvc.lock", "params.yaml"],  # branches
+        ["dvc", "exp", "run", "-S"],  # experiments and the queue
+    ], run
+    assert all(len(why) > 10 for _, _, why in blocks if why)
+
+
+def test_the_readme_runs_as_written(own_run, tmp_path):
+    """Every README block not marked otherwise, as written and in order, on the tiny study a
+    user would have just run and not yet committed (the install line aside)."""
+    import time
+
+    own_run.git("reset", "-q", "--soft", "HEAD~1")  # the run, not yet committed
+    env_log = tmp_path / "block.log"
+    outputs = []
+    for line, text, why in readme_blocks():
+        if why:
+            continue
+        script = "\n".join(cmd for cmd in text.splitlines() if not cmd.startswith("python -m pip"))
+        with open(env_log, "w") as log:  # a file, not a pipe: `dvc queue start`'s workers hold it
+            proc = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", script],
+                cwd=own_run.path,
+                env={**os.environ, **GIT_ENV, "COLUMNS": "120"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+            )
+        out = env_log.read_text()
+        assert proc.returncode == 0, f"README line {line}:\n{script}\n{out[-3000:]}"
+        outputs.append(out)
+    repro, branches, experiments = outputs
+    assert "Data and pipelines are up to date" in repro or "didn't change" in repro
+    # `dvc metrics diff main` shows values on both sides for the changed variant only.
+    rows = [r for r in branches.splitlines() if "results/dropout_both/metrics.json" in r]
+    assert rows and all(" - " not in r for r in rows), branches
+    assert "variants.dropout_both.dropout_conv" in branches  # params diff
+    assert (own_run.path / "plots/index.html").is_file()
+    assert "dropout_conv" in experiments and "Experiment" in experiments
+    try:  # the queue the README started: wait for it, as its comment says, then look
+        deadline = time.time() + 600
+        while "Queued" in (status := own_run.dvc("queue", "status").stdout) or "Running" in status:
+            assert time.time() < deadline, status
+            time.sleep(5)
+    finally:
+        _end_workers(own_run)
+    assert status.count("Success") == 2, status
+    assert own_run.git("status", "--porcelain", "--", "plots", "dvc_plots") == ""  # ignored
+
+
+def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
+    """A knob changed and changed back: DVC restores the train stage's outputs from its
+    run-cache (no training), and every output is as it was."""
+    root = own_run.path
+    files = sorted(
+        [
+            *root.glob("models/dropout_conv/*.pt"),
+            root / "results/dropout_conv/predictions.npz",
+            root / "results/dropout_conv/metrics.json",
+            root / "compare/comparison.json",
+        ]
+    )
+    before = {f: f.read_bytes() for f in files}
+    raw = own_run.params()
+    raw["variants"]["dropout_conv"]["dropout_conv"] = 0.3
+    own_run.set_params(raw)
+    first = own_run.dvc("repro")
+    assert "epoch 1/1" in first.stdout + first.stderr  # trained
+    raw["variants"]["dropout_conv"]["dropout_conv"] = 0.2
+    own_run.set_params(raw)
+    again = own_run.dvc("repro")
+    out = again.stdout + again.stderr
+    assert "Stage 'train@dropout_conv' is cached - skipping run" in out, out
+    assert "epoch 1/1" not in out  # no training log line
+    assert {f: f.read_bytes() for f in files} == before
