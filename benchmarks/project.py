@@ -13,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = (
+    "page",
     "stages",
     "params.yaml",
     "dvc.yaml",

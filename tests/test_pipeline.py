@@ -475,6 +475,9 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
 
     b = Project(tmp_path / "b")
     a.run("git", "clone", "-q", str(origin), str(b.path))
+    # A fresh clone draws A's charts before it has pulled or run anything: the page is in git.
+    b.dvc("plots", "show", "-o", str(tmp_path / "b-plots"))
+    assert "compare_effects_csv" in (tmp_path / "b-plots/index.html").read_text()
     b.dvc("pull")
     assert (b.path / "models/baseline/seed_1.pt").is_file() and (
         b.path / "page/dvc-plots.html"
