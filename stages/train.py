@@ -79,8 +79,10 @@ def train_seeds(
     precision: str,
     on_epoch=None,
     cuda_graphs: bool = True,
+    progress=None,
 ) -> tuple[Net, dict[int, list[dict]], tuple[np.ndarray, np.ndarray]]:
-    """Train fresh models for ``seeds`` together for ``tp.epochs``.
+    """Train fresh models for ``seeds`` together for ``tp.epochs``; ``progress`` (a tqdm bar,
+    say) is told of every batch.
 
     Returns the stacked model; per seed, one metrics dict per epoch; and the trained models'
     test predictions in fp32, (predicted class, NLL) per seed and image, (S, N) each: the
@@ -94,14 +96,15 @@ def train_seeds(
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     n = len(data.x_train)
     histories: dict[int, list[dict]] = {seed: [] for seed in seeds}
-    label = f"{variant_name} seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}"
     for epoch in range(tp.epochs):
         start = time.perf_counter()
         model.train()
         sums.zero_()
         perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
-        for i in _progress(range(0, n, tp.batch_size), f"{label} epoch {epoch + 1}"):
+        for i in range(0, n, tp.batch_size):
             step(perm[:, i : i + tp.batch_size])
+            if progress is not None:
+                progress.update(1)
         lr = opt.lr
         opt.decay()
         train = sums.tolist()
@@ -138,11 +141,15 @@ def seed_groups(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
     return [tuple(seeds[i : i + per_step]) for i in range(0, len(seeds), per_step)]
 
 
-def _progress(it, desc: str):
-    """A progress bar on a terminal; nothing in logs (tqdm turns itself off there)."""
+def progress_bar(total_batches: int, desc: str):
+    """One bar over the stage's every batch (all stacks, all epochs), with an ETA, on a
+    terminal; nothing in logs, where the per-epoch lines and the estimate say it (tqdm turns
+    itself off when stderr is not a terminal)."""
     from tqdm import tqdm
 
-    return tqdm(it, desc=desc, leave=False, disable=None, unit="batch", mininterval=0.5)
+    return tqdm(
+        total=total_batches, desc=desc, disable=None, unit="batch", mininterval=0.5, leave=False
+    )
 
 
 def mean_history(histories: list[list[dict]]) -> list[dict]:
@@ -250,14 +257,17 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     histories, models, preds, nlls = {}, {}, [], []
+    batches = -(-len(ds.y_train) // tp.batch_size)
+    bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}")
     for group in groups:
         model, group_histories, (pred, nll) = train_seeds(
-            args.variant, variant, config, data, group, tp, precision, report
+            args.variant, variant, config, data, group, tp, precision, report, progress=bar
         )
         histories.update(group_histories)
         models.update({seed: model.single(s) for s, seed in enumerate(group)})
         preds.append(pred)
         nlls.append(nll)
+    bar.close()
     # Written only once every seed has trained (a divergence writes nothing), and together.
     with atomic_group():
         for seed, model in models.items():

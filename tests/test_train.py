@@ -406,3 +406,19 @@ def test_memory_format_is_nchw_only_for_a_stack_on_cuda():
     assert device.memory_format(cpu, 10) == torch.channels_last
     assert device.memory_format(cuda, 1) == torch.channels_last
     assert device.memory_format(cuda, 10) == torch.contiguous_format
+
+
+def test_progress_counts_every_batch_of_every_epoch(data):
+    class Counter:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    counter = Counter()
+    variant = params.Variant()
+    cfg = model_config(variant, STATS, cifar.CLASSES)
+    train_seeds(
+        "v", variant, cfg, data, (0, 1), tp(epochs=2, batch_size=32), "fp32", progress=counter
+    )
+    assert counter.n == 2 * -(-len(data.x_train) // 32)
