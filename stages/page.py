@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.io import run_main, write_text
+from stages.io import UserError, run_main, write_text
 
 log = logging.getLogger("cifar10_tricks.page")
 VEGA_LITE = "6"  # the schema of .dvc/plots/*.json; it compiles to the Vega the bundle holds
@@ -61,9 +61,13 @@ def vega_bundle() -> tuple[str, dict[str, str]]:
         for v in vl_convert.get_vegalite_versions()
         if v.lstrip("v").split(".")[0] == VEGA_LITE
     ]
-    version = max(
-        ours, key=lambda v: tuple(int(x) for x in v.split("."))
-    )  # the newest 5.x it ships
+    if not ours:
+        raise UserError(
+            f"vl-convert-python {getattr(vl_convert, '__version__', '?')} ships no Vega-Lite "
+            f"{VEGA_LITE}.x; install vl-convert-python>=1.9 (`python -m pip install -e .`)."
+        )
+    # the newest VEGA_LITE.x it ships
+    version = max(ours, key=lambda v: tuple(int(x) for x in v.split(".")))
     versions = {"vega": vl_convert.get_vega_version(), "vega-lite": version}
     return vl_convert.javascript_bundle(vl_version=f"v{version}"), versions
 
