@@ -298,9 +298,10 @@ def compare(
     )
 
 
-def read_scores(results: Path, names: list[str]) -> dict[str, dict[int, float]]:
-    """Each variant's micro-F1 per seed (seed -> score) from its report.json, checked."""
-    scores = {}
+def read_reports(results: Path, names: list[str]) -> tuple[dict[str, dict[int, float]], float]:
+    """Each variant's micro-F1 per seed (seed -> score) from its report.json, checked, and
+    chance: 1 / the number of classes the reports name."""
+    scores, chance = {}, None
     for name in names:
         path = results / name / "report.json"
         report = read_json(path, f"evaluate@{name}")
@@ -308,25 +309,22 @@ def read_scores(results: Path, names: list[str]) -> dict[str, dict[int, float]]:
             values = {
                 int(s): float(report["per_seed"][str(s)]["micro_f1"]) for s in report["seeds"]
             }
+            classes = report["classes"]
         except (TypeError, KeyError, ValueError):
-            values = {}
-        if not values or not all(0 <= v <= 1 for v in values.values()):
+            values, classes = {}, None
+        if (
+            not values
+            or not all(0 <= v <= 1 for v in values.values())
+            or not isinstance(classes, list)
+            or len(classes) < 2
+        ):
             raise UserError(
-                f"{path} holds no per-seed micro-F1 in [0, 1]; "
+                f"{path} holds no per-seed micro-F1 in [0, 1] or no class names; "
                 f"rerun `dvc repro -f evaluate@{name}`."
             )
         scores[name] = values
-    return scores
-
-
-def read_chance(path: Path) -> float:
-    """1 / the number of classes, from a report.json."""
-    classes = read_json(path, f"evaluate@{path.parent.name}").get("classes")
-    if not isinstance(classes, list) or len(classes) < 2:
-        raise UserError(
-            f"{path} names no classes; rerun `dvc repro -f evaluate@{path.parent.name}`."
-        )
-    return 1 / len(classes)
+        chance = chance or 1 / len(classes)  # every variant scores the same data set
+    return scores, chance
 
 
 def _series(path: Path, metric: str, name: str) -> list[float]:
@@ -547,8 +545,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params)
     names = list(p.variants)
-    scores = read_scores(args.results, names)
-    table = compare(scores, p.compare, chance=read_chance(args.results / names[0] / "report.json"))
+    scores, chance = read_reports(args.results, names)
+    table = compare(scores, p.compare, chance=chance)
     curves = read_curves(args.results, {name: list(scores[name]) for name in names})
     text = markdown(table)
     with atomic_group():  # all eight files are replaced together, or none is

@@ -212,13 +212,15 @@ def test_missing_results_name_the_stage(tmp_path):
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": 7}}}',
         '{"seeds": [0], "per_seed": {}}',
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": "x"}}}',
+        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}}',  # no class names
+        "[]",
     ],
 )
 def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
     _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
     (tmp_path / "results/baseline/report.json").write_text(report)
     with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline`"):
-        compare.read_scores(tmp_path / "results", ["baseline"])
+        compare.read_reports(tmp_path / "results", ["baseline"])
 
 
 def test_a_torn_curve_names_the_stage(tmp_path):
@@ -246,7 +248,13 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()}
     assert len(before) == 8
     (tmp_path / "results/other/report.json").write_text(
-        json.dumps({"seeds": [0, 1, 2], "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)}})
+        json.dumps(
+            {
+                "classes": list("abcdefghij"),
+                "seeds": [0, 1, 2],
+                "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)},
+            }
+        )
     )
 
     def interrupted(*a, **k):
