@@ -139,7 +139,7 @@ class Table:
         for name, row in self.variants.items():
             out = {
                 "micro_f1": row.mean,
-                "micro_f1_std": row.std,
+                "micro_f1_sd": row.std,
                 "ci95_low": row.ci_low,
                 "ci95_high": row.ci_high,
                 "ci95_clipped": row.clipped,

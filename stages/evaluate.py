@@ -3,8 +3,9 @@
 Input:   ``--predictions`` (results/<variant>/predictions.npz, from `train@<variant>`): every
          seed's fp32 prediction and NLL of each test image, the true labels and class names.
 Outputs (in ``--out``, i.e. results/<variant>/):
-  metrics.json    micro-F1 (= accuracy), macro-F1 and test loss: mean and sample std over
-                  seeds; the file `dvc metrics show/diff` reads.
+  metrics.json    `micro_f1` (= accuracy), `macro_f1` and `loss` (test NLL): the mean over
+                  seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics show/diff`
+                  read (short keys, so a row per variant fits 120 columns).
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and
                   support (scikit-learn); the confusion matrix summed over seeds.
   confusion.csv   actual,predicted,count: the confusion matrix summed over every seed, one
@@ -55,11 +56,11 @@ def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
     per_seed = {}
     for seed, pred, nll in zip(p["seeds"].tolist(), p["pred"], p["nll"]):
         per_seed[seed] = score(p["y_true"], pred, classes)
-        per_seed[seed]["test_loss"] = float(nll.astype(np.float64).mean())
+        per_seed[seed]["loss"] = float(nll.astype(np.float64).mean())
     metrics = {}
-    for key in ("micro_f1", "macro_f1", "test_loss"):
+    for key in ("micro_f1", "macro_f1", "loss"):
         mean, std = mean_sd([s[key] for s in per_seed.values()])
-        metrics[key], metrics[f"{key}_std"] = mean, std
+        metrics[key], metrics[f"{key}_sd"] = mean, std
     metrics["seeds"] = len(per_seed)
     report = {
         "classes": list(classes),
@@ -101,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
         "%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",
         args.variant,
         metrics["micro_f1"],
-        metrics["micro_f1_std"],
+        metrics["micro_f1_sd"],
         metrics["macro_f1"],
-        metrics["macro_f1_std"],
+        metrics["macro_f1_sd"],
         metrics["seeds"],
     )
 

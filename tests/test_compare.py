@@ -97,7 +97,7 @@ def test_table_in_ladder_order_with_baseline_and_parent():
     assert x["vs_parent"] == "baseline" and x["diff_vs_baseline"] == pytest.approx(0.1)
     assert list(x)[:7] == [
         "micro_f1",
-        "micro_f1_std",
+        "micro_f1_sd",
         "ci95_low",
         "ci95_high",
         "ci95_clipped",

@@ -47,8 +47,8 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
     per_seed = [report["per_seed"][s]["micro_f1"] for s in ("3", "5")]
     assert per_seed == pytest.approx([(p == y).mean() for p in pred])
     assert metrics["micro_f1"] == pytest.approx(np.mean(per_seed))
-    assert metrics["micro_f1_std"] == pytest.approx(np.std(per_seed, ddof=1))
-    assert metrics["test_loss"] == pytest.approx(nll.astype(np.float64).mean(1).mean())
+    assert metrics["micro_f1_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert metrics["loss"] == pytest.approx(nll.astype(np.float64).mean(1).mean())
     assert np.sum(report["confusion_sum"]) == 2 * len(y)
     # Square and summed over seeds: every pair of the 10 classes, zeros included.
     rows = [line.split(",") for line in (out / "confusion.csv").read_text().splitlines()]

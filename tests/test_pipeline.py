@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -55,9 +56,18 @@ def full_run(tmp_path_factory):
     raw["train"].update({"epochs": 1, "seeds": [0, 1]})
     proj.set_params(raw)
     proj.commit("tiny run")
-    proj.dvc("repro")
+    proc = proj.dvc("repro")
+    proj.first_repro = proc.stdout + proc.stderr
     proj.commit("results")
     return proj
+
+
+def test_a_first_run_is_quiet(full_run):
+    """A project's first `dvc repro` (no dvc.lock, no cache, as in a fresh clone) prints no
+    warning, DVC's or Python's, and no traceback."""
+    out = full_run.first_repro
+    assert "Running stage 'compare'" in out
+    assert not re.search("warn|traceback", out, re.IGNORECASE), out
 
 
 @pytest.fixture
@@ -79,7 +89,7 @@ def test_every_variant_has_metrics_and_plot_data(full_run):
         res = full_run.path / "results" / name
         metrics = json.loads((res / "metrics.json").read_text())
         assert metrics["seeds"] == 2 and 0 <= metrics["micro_f1"] <= 1
-        assert {"micro_f1_std", "macro_f1", "macro_f1_std", "test_loss"} <= set(metrics)
+        assert {"micro_f1_sd", "macro_f1", "macro_f1_sd", "loss", "loss_sd"} <= set(metrics)
         for seed in (0, 1):
             assert (full_run.path / "models" / name / f"seed_{seed}.pt").is_file()
         curve = (res / "live/plots/metrics/test/acc.tsv").read_text().splitlines()
@@ -130,7 +140,7 @@ def test_metrics_diff_between_branches(own_run):
     assert changed <= {"results/dropout_dense/metrics.json", "compare/summary.json"}
     assert "results/dropout_dense/metrics.json" in changed
     assert set(diff.get("compare/summary.json", {})) <= {"micro_f1.dropout_dense"}
-    assert "test_loss" in diff["results/dropout_dense/metrics.json"]
+    assert "loss" in diff["results/dropout_dense/metrics.json"]
 
 
 def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
@@ -195,7 +205,7 @@ def _runs_in(process, path) -> bool:
 def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tuple[float, float]]:
     """Queue one experiment per name -> dropout_dense value, run the queue, wait for it.
 
-    Returns name -> (dropout_dense param, test_loss of results/dropout_dense) per experiment.
+    Returns name -> (dropout_dense param, loss of results/dropout_dense) per experiment.
     """
     import time
 
@@ -231,7 +241,7 @@ def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tupl
                     metrics = data["metrics"]["results/dropout_dense/metrics.json"]["data"]
                     found[rev["name"]] = (
                         variants["dropout_dense"]["dropout_dense"],
-                        metrics["test_loss"],
+                        metrics["loss"],
                     )
     return found
 
@@ -574,7 +584,30 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     assert rows and all(" - " not in r for r in rows), branches
     assert "variants.dropout_both.dropout_conv" in branches  # params diff
     assert (own_run.path / "plots/index.html").is_file()
-    assert "dropout_conv" in experiments and "Experiment" in experiments
+    # The tables, at their natural width (DVC sizes a table to its content off a terminal):
+    # `dvc metrics show`, a row per variant with means and sds, within 120 columns ...
+    lines = branches.splitlines()
+    top = next(i for i, r in enumerate(lines) if r.startswith("Path") and "micro_f1_sd" in r)
+    table = list(itertools.takewhile(lambda r: r.startswith("results/"), lines[top + 1 :]))
+    assert len(table) == 8, lines[top:]
+    for col in ("micro_f1", "macro_f1", "loss"):
+        assert re.search(rf"\b{col}\s+{col}_sd\b", lines[top]), lines[top]
+    assert max(map(len, [lines[top], *table])) <= 120, [lines[top], *table]
+    # ... and the README's `dvc exp show`: each experiment named, the micro-F1s that differ
+    # (the two variants the README changed), nothing cut off, within 120 columns.
+    lines = experiments.splitlines()
+    head = next(
+        i
+        for i, r in enumerate(lines)
+        if r.split()[:1] == ["Experiment"] and i > 0 and lines[i - 1].strip().startswith("─")
+    )
+    end = next(i for i in range(head + 2, len(lines)) if lines[i].strip().startswith("─"))
+    table = lines[head - 1 : end + 1]
+    assert max(map(len, table)) <= 120 and "…" not in "".join(table), "\n".join(table)
+    changed = {"micro_f1.dropout_conv", "micro_f1.dropout_both"}
+    assert set(lines[head].split()[1:]) == changed, lines[head]
+    named = [r for r in lines[head + 2 : end] if re.search(r"\[[a-z0-9-]+\]", r)]
+    assert len(named) >= 2, "\n".join(table)  # the branch's experiment and this one
     try:  # the queue the README started: wait for it, as its comment says, then look
         deadline = time.time() + 600
         while "Queued" in (status := own_run.dvc("queue", "status").stdout) or "Running" in status:
