@@ -620,14 +620,16 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
 
 
 def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
-    """A knob changed and changed back: DVC restores the train stage's outputs from its
-    run-cache (no training), and every output is as it was."""
+    """A knob changed and changed back: DVC restores the train and evaluate stages' outputs
+    from its run-cache (no training, no scoring), and every output is as it was."""
     root = own_run.path
     files = sorted(
         [
             *root.glob("models/dropout_conv/*.pt"),
             root / "results/dropout_conv/predictions.npz",
             root / "results/dropout_conv/metrics.json",
+            root / "results/dropout_conv/report.json",
+            root / "results/dropout_conv/confusion.csv",
             root / "compare/comparison.json",
         ]
     )
@@ -641,6 +643,8 @@ def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
     own_run.set_params(raw)
     again = own_run.dvc("repro")
     out = again.stdout + again.stderr
-    assert "Stage 'train@dropout_conv' is cached - skipping run" in out, out
+    for stage in ("train@dropout_conv", "evaluate@dropout_conv"):
+        assert f"Stage '{stage}' is cached - skipping run" in out, out
+    assert "Running stage 'evaluate@" not in out, out
     assert "epoch 1/1" not in out  # no training log line
     assert {f: f.read_bytes() for f in files} == before
