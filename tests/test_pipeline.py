@@ -510,6 +510,17 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     assert diff["results/norm_inputs/metrics.json"] and not diff.get(
         "results/baseline/metrics.json"
     )
+    # A clone that has pulled and run nothing diffs the two branches from git alone.
+    c = Project(tmp_path / "c")
+    a.run("git", "clone", "-q", str(origin), str(c.path))
+    c.git("fetch", "-q", "origin", "faster-lr")
+    diff = json.loads(c.dvc("metrics", "diff", "main", "origin/faster-lr", "--json").stdout)
+    changed = diff["results/norm_inputs/metrics.json"]["micro_f1"]
+    assert None not in (changed["old"], changed["new"]), changed
+    c.dvc("plots", "diff", "main", "origin/faster-lr", "-o", str(tmp_path / "c-plots"))
+    html = (tmp_path / "c-plots/index.html").read_text()
+    assert "compare_effects_csv" in html and "origin/faster-lr" in html
+    assert not (c.path / "data/cifar10.npz").exists() and not (c.path / "models/baseline").exists()
 
     a.git("checkout", "-q", "main")
     a.dvc("checkout")
