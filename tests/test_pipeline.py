@@ -251,6 +251,11 @@ def test_queued_experiments_finish_with_their_own_metrics(own_run):
     assert found.keys() == {"dense01", "dense04"}, found
     assert found["dense01"][0] == 0.1 and found["dense04"][0] == 0.4
     assert found["dense01"][1] != found["dense04"][1]  # each has metrics of its own run
+    # Queued from a committed run, each retrains only the variant it changed.
+    for name in found:
+        log = own_run.dvc("queue", "logs", name).stdout
+        ran = set(re.findall(r"Running stage '(train@\w+)'", log))
+        assert ran == {"train@dropout_dense"}, log
 
 
 def test_two_queued_experiments_in_parallel(own_run):
