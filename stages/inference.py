@@ -59,24 +59,31 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float | None, fl
     return mean, sd, mean - half, mean + half
 
 
+def _t_test(diff: float, se: float, df: float, method: str) -> Test:
+    """The two-sided t-test of ``diff`` with standard error ``se`` on ``df`` degrees of freedom:
+    p = 2 P(T_df > |diff| / se), CI diff +- t(0.975, df) se.  With se = 0 (every seed scored,
+    or moved, the same) the test is undefined: equal means are no effect, unequal ones are."""
+    if se == 0:
+        return Test(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, df, method)
+    p = float(2 * special.stdtr(df, -abs(diff) / se))
+    half = float(special.stdtrit(df, 0.975)) * se
+    return Test(diff, diff - half, diff + half, p, se, df, method)
+
+
 def welch(a: list[float], b: list[float]) -> Test:
     """Welch's t-test of mean(a) vs mean(b) over seeds, with the 95% CI of the difference.
 
-    Unequal variances allowed: se^2 = va/na + vb/nb, Welch-Satterthwaite degrees of freedom,
-    p = 2 P(T_df > |diff| / se), CI diff +- t(0.975, df) se.
+    Unequal variances allowed: se^2 = va/na + vb/nb, Welch-Satterthwaite degrees of freedom.
     """
     diff = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
         return Test(diff, None, None, None, None, None)
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     se = math.sqrt(va + vb)
-    if se == 0:
-        # Every seed scored the same: the test is undefined; equal means are no effect.
-        return Test(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, float(len(a) + len(b) - 2))
+    if se == 0:  # no spread to weigh the degrees of freedom by: the pooled count
+        return _t_test(diff, 0.0, float(len(a) + len(b) - 2), "welch")
     df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
-    p = float(2 * special.stdtr(df, -abs(diff) / se))
-    half = float(special.stdtrit(df, 0.975)) * se
-    return Test(diff, diff - half, diff + half, p, se, df)
+    return _t_test(diff, se, df, "welch")
 
 
 def paired(a: list[float], b: list[float]) -> Test:
@@ -91,13 +98,7 @@ def paired(a: list[float], b: list[float]) -> Test:
     diff, n = float(d.mean()), len(d)
     if n < 2:
         return Test(diff, None, None, None, None, None, "paired")
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0:  # every seed moved by the same amount: undefined test, as in welch()
-        return Test(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, float(n - 1), "paired")
-    df = float(n - 1)
-    p = float(2 * special.stdtr(df, -abs(diff) / se))
-    half = float(special.stdtrit(df, 0.975)) * se
-    return Test(diff, diff - half, diff + half, p, se, df, "paired")
+    return _t_test(diff, float(d.std(ddof=1)) / math.sqrt(n), float(n - 1), "paired")
 
 
 def correlation(a: list[float], b: list[float]) -> float | None:
