@@ -38,25 +38,26 @@ EFFECT_FIELDS = (
 SEED_FIELDS = ("variant", "rung", "seed", "micro_f1", "mean", "ci_low", "ci_high")
 
 
+def _points(x: float | None) -> float | str:
+    """[0, 1] units as points, to 4 decimals; an empty CSV cell for none."""
+    return "" if x is None else round(100 * x, 4)
+
+
 def seed_rows(table: Table) -> list[dict]:
     """One row per variant and seed, ladder order (points)."""
-    rows = []
-    for rung, (name, row) in enumerate(table.variants.items()):
-        low = round(100 * row.ci_low, 4) if row.ci_low is not None else ""
-        high = round(100 * row.ci_high, 4) if row.ci_high is not None else ""
-        for seed, score in row.scores.items():
-            rows.append(
-                {
-                    "variant": name,
-                    "rung": rung,
-                    "seed": seed,
-                    "micro_f1": round(100 * score, 4),
-                    "mean": round(100 * row.mean, 4),
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
-    return rows
+    return [
+        {
+            "variant": name,
+            "rung": rung,
+            "seed": seed,
+            "micro_f1": _points(score),
+            "mean": _points(row.mean),
+            "ci_low": _points(row.ci_low),
+            "ci_high": _points(row.ci_high),
+        }
+        for rung, (name, row) in enumerate(table.variants.items())
+        for seed, score in row.scores.items()
+    ]
 
 
 def effect_rows(table: Table) -> list[dict]:
@@ -75,9 +76,9 @@ def effect_rows(table: Table) -> list[dict]:
                     "rung": rung,
                     "comparison": f"vs {label}",
                     "reference": c.reference,
-                    "effect": round(100 * t.diff, 4),
-                    "ci_low": round(100 * t.ci_low, 4) if t.ci_low is not None else "",
-                    "ci_high": round(100 * t.ci_high, 4) if t.ci_high is not None else "",
+                    "effect": _points(t.diff),
+                    "ci_low": _points(t.ci_low),
+                    "ci_high": _points(t.ci_high),
                     "p_adjusted": c.p_adjusted if c.p_adjusted is not None else "",
                     "verdict": c.verdict,
                 }

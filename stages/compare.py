@@ -15,12 +15,15 @@ Outputs (in ``--out``, i.e. compare/):
   comparison.md     for people: the answer first (which tricks help, hurt, or could not be
                     told apart, and how large an effect could have gone unseen), then the table.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
-                    names unique across metrics files, so `dvc exp show` shows them as
-                    short columns (``--drop '.*' --keep 'Experiment|micro_f1[.]'``).
+                    names unique across metrics files: a column per variant in `dvc exp show`
+                    (the README's ``--only-changed --drop '^(?!Experiment|micro_f1[.])'``).
   effects.png       forest plot: each rung's effect vs its parent and vs the baseline, 95% CIs.
   effects.csv       the same as DVC plot data (template .dvc/plots/forest.json).
-  micro_f1.png      the blog's bar chart, with 95% CI error bars and the baseline dashed.
-  curves.csv        test accuracy and loss per epoch (mean over seeds), every variant.
+  micro_f1.png      every seed's micro-F1 as a dot, each variant's mean and 95% CI, the
+                    baseline's mean and chance marked.
+  seeds.csv         the same as DVC plot data (template .dvc/plots/seed_dots.json).
+  curves.csv        test accuracy (%) and loss per epoch, from 1: the mean over seeds and the
+                    lowest and highest seed, every variant.
 
 A variant added to params.yaml appears in all of them with no code change.  The table is
 typed (:class:`Table`) until :meth:`Table.to_json` writes it; the statistics are
@@ -53,6 +56,7 @@ from stages.io import (
     UserError,
     atomic_group,
     read_json,
+    require,
     run_main,
     write_csv,
     write_json,
@@ -240,9 +244,12 @@ def compare(
     adjusted = dict(zip(tested, holm(raw) if cp.correction == "holm" else raw))
     level = cp.alpha / len(tested) if cp.correction == "holm" and tested else cp.alpha
 
-    def shared(pair) -> tuple[list[float], list[float]]:
-        seeds = sorted(set(scores[pair[0]]) & set(scores[pair[1]]))
-        return [scores[pair[0]][s] for s in seeds], [scores[pair[1]][s] for s in seeds]
+    # Each pair's scores over the seeds both variants ran, in seed order: for r, and for the
+    # spread of the per-seed differences.
+    shared = {}
+    for a, b in pairs:
+        seeds = sorted(set(scores[a]) & set(scores[b]))
+        shared[a, b] = [scores[a][s] for s in seeds], [scores[b][s] for s in seeds]
 
     comparisons = {
         pair: Comparison(
@@ -251,7 +258,7 @@ def compare(
             adjusted.get(pair),
             detectable(t.se, t.df, level),
             verdict(t.diff, adjusted.get(pair), cp.alpha),
-            correlation(*shared(pair)),
+            correlation(*shared[pair]),
             fallback,
         )
         for pair, (t, fallback) in tests.items()
@@ -275,7 +282,7 @@ def compare(
     # per-seed differences of the paired comparisons for the paired test.
     if cp.test == "paired":
         sds = [
-            float(np.std(np.subtract(*shared(p)), ddof=1))
+            float(np.std(np.subtract(*shared[p]), ddof=1))
             for p, (t, fb) in tests.items()
             if t.method == "paired" and t.p is not None
         ]
@@ -329,8 +336,7 @@ def read_reports(results: Path, names: list[str]) -> tuple[dict[str, dict[int, f
 
 def _series(path: Path, metric: str, name: str) -> list[float]:
     """One DVCLive curve (a value per epoch), checked."""
-    if not path.exists():
-        raise UserError(f"{path} does not exist; it is made by `train@{name}`: run `dvc repro`.")
+    require(path, f"train@{name}")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             values = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
