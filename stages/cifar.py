@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from stages import classes as class_names
-from stages.io import UserError, atomic_path, write_npz
+from stages.io import UserError, atomic_path, require, write_npz
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -450,15 +450,12 @@ def save(dataset: Dataset, target: Path) -> None:
 
 def load(path: Path) -> Dataset:
     """Read a data file written by :func:`save` (no pickles allowed)."""
+    require(path, "download")
     try:
         with np.load(path, allow_pickle=False) as z:
             ds = Dataset(
                 z["x_train"], z["y_train"], z["x_test"], z["y_test"], tuple(z["classes"].tolist())
             )
-    except FileNotFoundError:
-        raise UserError(
-            f"{path} does not exist; it is made by the `download` stage: run `dvc repro download`."
-        ) from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
             f"{path} is not a data file of this project ({type(exc).__name__}: {exc}); "

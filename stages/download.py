@@ -85,7 +85,7 @@ def fetch(source: str, md5: str | None, workdir: Path) -> Path:
 
 def check_local(path: Path, md5: str | None) -> Path:
     """A local archive: it must exist, and match ``md5`` when one is given."""
-    from torchvision.datasets.utils import calculate_md5, check_md5
+    from torchvision.datasets.utils import calculate_md5
 
     if not path.is_file():
         raise UserError(
@@ -93,11 +93,10 @@ def check_local(path: Path, md5: str | None) -> Path:
             f"cifar-10-python.tar.gz or of an extracted {cifar.BATCH_DIR}/ folder, an http(s) URL, "
             "`cifar10` or `synthetic`."
         )
-    if md5 and not check_md5(str(path), md5):
+    if md5 and (actual := calculate_md5(str(path))) != md5:  # the archive is read once
         raise cifar.ArchiveError(
-            f"{path} does not match data.md5 = {md5} (md5 is {calculate_md5(str(path))}); "
-            "the file is "
-            "corrupt or not the one you meant. Fix data.md5 or re-download the archive."
+            f"{path} does not match data.md5 = {md5} (md5 is {actual}); the file is corrupt or "
+            "not the one you meant. Fix data.md5 or re-download the archive."
         )
     return path
 
