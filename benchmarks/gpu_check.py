@@ -269,6 +269,7 @@ def part_step(quick: bool, device) -> dict:
 
 
 def _bench(module: str, args: list[str], out: Path) -> dict:
+    """Run ``benchmarks.<module>``; its report without the raw runs, or the error it ended in."""
     proc = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)],
         cwd=ROOT,
@@ -278,10 +279,7 @@ def _bench(module: str, args: list[str], out: Path) -> dict:
     )
     if proc.returncode != 0:
         return {"error": " ".join(proc.stderr.strip().splitlines()[-3:])}
-    report = json.loads(out.read_text())
-    return {k: v for k, v in report.items() if k not in ("runs", "stages")} | (
-        {"stages": report["stages"]} if "stages" in report else {}
-    )
+    return {k: v for k, v in json.loads(out.read_text()).items() if k != "runs"}
 
 
 def part_train(quick: bool, out: Path) -> dict:
