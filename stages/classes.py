@@ -10,7 +10,8 @@ import re
 
 MAX_CLASSES = 1000  # CIFAR-10 has 10, CIFAR-100 100; the confusion matrix is classes squared
 MAX_LENGTH = 64
-# Letters and digits of any script, space and a few marks: never <, >, &, quotes or a backslash.
+# Letters and digits of any script, space and a few marks (the apostrophe among them): never
+# <, >, &, a double quote or a backslash.
 ALLOWED = re.compile(r"[\w][\w .,()+'-]*", re.UNICODE)
 # scikit-learn's classification_report keys, which a class of that name would collide with
 REPORT_KEYS = ("accuracy", "macro avg", "weighted avg", "micro avg", "samples avg")

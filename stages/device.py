@@ -103,9 +103,7 @@ def configure_torch(device: torch.device, deterministic: bool, allocator: bool =
         if allocator:
             keep_freed_memory()
     if device.type == "cuda":
-        if (
-            device.index is not None
-        ):  # cuda:<k>: streams and CUDA graphs are made on the current GPU
+        if device.index is not None:  # cuda:<k>: streams and CUDA graphs use the current GPU
             torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = not deterministic
         torch.backends.cudnn.allow_tf32 = not deterministic

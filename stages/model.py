@@ -118,9 +118,8 @@ class Net(nn.Module):
             layer = getattr(self, name)
             x = F.conv2d(x, layer.weight, layer.bias, groups=n)
             x = self._relu_dropout(x, cfg.dropout_conv, pool=name != "conv3")
-        x = x.reshape(len(x), n, -1).transpose(
-            0, 1
-        )  # (S, B, 1024), each seed flattened as (c, h, w)
+        # (S, B, 1024), each seed flattened as (c, h, w)
+        x = x.reshape(len(x), n, -1).transpose(0, 1)
         x = self._relu_dropout(self._dense(self.fc1, x), cfg.dropout_dense)
         return F.log_softmax(self._dense(self.fc2, x), dim=-1)
 
