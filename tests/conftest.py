@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from stages import cifar
 
@@ -24,6 +25,25 @@ def small_archive(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_members(small_archive) -> dict[str, bytes]:
     return cifar.read_members(small_archive)
+
+
+CPU = torch.device("cpu")
+STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # a stats file's mean and std
+
+
+@pytest.fixture(scope="module")
+def data(small_archive):
+    """The small archive on the CPU, as the train stage holds it (stages.step.Tensors)."""
+    from stages.step import to_device
+
+    return to_device(cifar.parse_archive(small_archive), CPU)
+
+
+def images(n: int = 8, seed: int = 0) -> torch.Tensor:
+    """``n`` random uint8 images (N, 3, 32, 32), the same for the same ``seed``."""
+    return torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def write_tar(path: Path, members: dict[str, bytes], extra=()) -> Path:

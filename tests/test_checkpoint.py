@@ -8,12 +8,7 @@ import torch
 from stages import checkpoint
 from stages.io import UserError
 from stages.model import ModelConfig, Net, predict
-
-
-def images(n=8, seed=0):
-    return torch.randint(
-        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
-    )
+from tests.conftest import images
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -9,12 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from stages.model import ModelConfig, Net, predict, stack_images
-
-
-def images(n=8, seed=0):
-    return torch.randint(
-        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
-    )
+from tests.conftest import images
 
 
 def test_parameter_count_is_the_tutorials():

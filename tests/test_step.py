@@ -8,17 +8,9 @@ import torch
 
 from stages import cifar, params
 from stages.model import Net, stack_images
-from stages.step import GraphedStep, loss_fn, make_optimizer, prepare, to_device
+from stages.step import GraphedStep, loss_fn, make_optimizer, prepare
 from stages.train import model_config
-from tests.conftest import run_python
-
-CPU = torch.device("cpu")
-STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-
-
-@pytest.fixture(scope="module")
-def data(small_archive):
-    return to_device(cifar.parse_archive(small_archive), CPU)
+from tests.conftest import CPU, STATS, run_python
 
 
 def test_prepare_builds_fresh_seeded_models_adam_and_sums_on_the_datas_device(data):

@@ -17,14 +17,7 @@ from stages.device import configure_torch
 from stages.model import ModelConfig, Net
 from stages.step import to_device
 from stages.train import DivergedError, mean_history, model_config, seed_groups, train_seeds
-
-CPU = torch.device("cpu")
-STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-
-
-@pytest.fixture(scope="module")
-def data(small_archive):
-    return to_device(cifar.parse_archive(small_archive), CPU)
+from tests.conftest import CPU, STATS
 
 
 def tp(**kw) -> params.TrainParams:
