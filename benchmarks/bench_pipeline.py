@@ -142,9 +142,8 @@ def main() -> None:
             p.parent.name: json.loads(p.read_text())["micro_f1"]
             for p in sorted(Path(tmp, "results").glob("*/metrics.json"))
         }
-        kept = Path(args.out).with_suffix(
-            ""
-        )  # the run's comparison, to read after the copy is gone
+        # the run's comparison, to read after the copy is gone
+        kept = Path(args.out).with_suffix("")
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(Path(tmp, "compare"), kept)
     report = {

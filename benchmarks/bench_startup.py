@@ -85,9 +85,8 @@ def child(stage: str, data: Path) -> dict:
                 np.ones(pred.shape, np.float32),
                 ds.classes,
             )
-            done(
-                "bench set-up"
-            )  # making the file (and importing torch for it) is the train stage's work
+            # making the file (and importing torch for it) is the train stage's work
+            done("bench set-up")
             p = predictions.read(Path(tmp) / "p.npz", "bench")
         done("load data")
         evaluate.score(p["y_true"], p["pred"][0], tuple(p["classes"].tolist()))

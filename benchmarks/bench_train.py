@@ -250,9 +250,8 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    synthetic_data(
-        Path(args.data), args.n_train, args.n_test
-    )  # generated once, outside the timings
+    # generated once, outside the timings
+    synthetic_data(Path(args.data), args.n_train, args.n_test)
     runs, planned = [], plan(args)
     for r in range(args.repeats):
         for spec in planned:

@@ -36,9 +36,8 @@ def test_cpu_masks_differ_between_seeds_and_follow_their_seed():
         MaskStreams((1,)), x[:, :32].contiguous(memory_format=torch.channels_last), 0.5
     )
     assert torch.equal(alone, stack[1])
-    assert torch.equal(
-        _dropped(MaskStreams((1,)), x[:, :32].contiguous(), 0.5), alone
-    )  # NCHW memory
+    # NCHW memory
+    assert torch.equal(_dropped(MaskStreams((1,)), x[:, :32].contiguous(), 0.5), alone)
     dense = _dropped(MaskStreams((0, 1)), torch.ones(2, 16, 64), 0.5)
     assert not torch.equal(dense[0], dense[1])
     assert torch.equal(_dropped(MaskStreams((1,)), torch.ones(1, 16, 64), 0.5)[0], dense[1])

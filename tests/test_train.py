@@ -149,9 +149,8 @@ def test_each_variant_trains_a_fresh_model(data):
         torch.equal(before[k], v) for k, v in previous.state_dict().items()
     )
     assert all(torch.equal(conv_first[k], v) for k, v in conv_after.state_dict().items())
-    assert not torch.equal(
-        conv_first["conv1.weight"], before["conv1.weight"]
-    )  # the check can tell them apart
+    # the check can tell them apart
+    assert not torch.equal(conv_first["conv1.weight"], before["conv1.weight"])
 
 
 def test_training_learns_the_synthetic_data(tmp_path):
