@@ -7,7 +7,7 @@ Times forward + backward of the CNN at batch 64 on the CPU three ways, alternati
 
   none      no dropout
   streams   dropout after each conv layer's ReLU with the project's CPU masks
-            (stages.dropout.MaskStreams, applied in place, scaled after the pool)
+            (cifar10_tricks.dropout.MaskStreams, applied in place, scaled after the pool)
   torch     the same dropout with torch's F.dropout (a Bernoulli draw per activation)
 """
 
@@ -31,8 +31,8 @@ def main() -> None:
     from torch.nn import functional as F
 
     from benchmarks.common import write_report
-    from stages.device import configure_torch
-    from stages.model import ModelConfig, Net
+    from cifar10_tricks.device import configure_torch
+    from cifar10_tricks.model import ModelConfig, Net
 
     cpu = torch.device("cpu")
     configure_torch(cpu, deterministic=True)

@@ -10,10 +10,10 @@ else: 8 variants' train and evaluate stages and compare, process start-up includ
 
 The breakdown comes from the run's own output, read line by line as it arrives:
   wall      from DVC's "Running stage" line to the next one (DVC's own work included)
-  process   the stage process's time, from its "<stage> done in" line
-  imports   of that, the imports before the stage's main() began (torch, scikit-learn, ...)
+  work      the stage's own work after its imports, from its "<stage> done in" line
   training  for train stages, the sum of the per-epoch times (training + per-epoch evaluation)
-DVC's share of a stage is wall - process (interpreter start-up is counted in it, ~0.05 s).
+  overhead  wall - work: the interpreter's start-up, the imports (torch, scikit-learn, ...),
+            the teardown and DVC's own share of the stage
 Peak RSS is the largest of any process the run waited for (an upper bound for a train stage).
 """
 
@@ -33,9 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import write_report
-from benchmarks.project import GIT_ENV, make_project
-from stages.io import parse_done
+from benchmarks.common import parse_done, write_report
+from cifar10_tricks.testing import GIT_ENV, make_project
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 EPOCH = re.compile(r" epoch \d+/\d+: .* \| ([\d.]+) s$")
@@ -67,17 +66,15 @@ def breakdown(seconds: float, lines: list[tuple[float, str]]) -> list[dict]:
         if m := RUNNING.search(line):
             if rows:
                 rows[-1]["wall"] = t - rows[-1].pop("start")
-            rows.append(
-                {"stage": m.group(1), "start": t, "process": None, "imports": None, "training": 0.0}
-            )
+            rows.append({"stage": m.group(1), "start": t, "work": None, "training": 0.0})
         elif rows and (done := parse_done(line)):
-            rows[-1]["process"], rows[-1]["imports"] = done[1], done[2]
+            rows[-1]["work"] = done[1]
         elif rows and (m := EPOCH.search(line)):
             rows[-1]["training"] += float(m.group(1))
     if rows:
         rows[-1]["wall"] = seconds - rows[-1].pop("start")
     for row in rows:
-        row["dvc"] = row["wall"] - row["process"] if row["process"] is not None else None
+        row["overhead"] = row["wall"] - row["work"] if row["work"] is not None else None
     return rows
 
 
@@ -88,7 +85,7 @@ def totals(rows: list[dict], seconds: float) -> dict:
         mine = [r for r in rows if r["stage"].split("@")[0] == kind]
         out[kind] = {
             k: round(sum(r[k] or 0 for r in mine), 2)
-            for k in ("wall", "process", "imports", "training", "dvc")
+            for k in ("wall", "work", "training", "overhead")
         }
         out[kind]["stages"] = len(mine)
     out["dvc_before_first_stage"] = round(seconds - sum(r["wall"] for r in rows), 2)
@@ -161,13 +158,11 @@ def main() -> None:
         ],
     }
     report = write_report(args.out, report)
-    print(
-        f"{'stage':26s} {'wall':>7s} {'process':>8s} {'imports':>8s} {'training':>9s} {'dvc':>6s}"
-    )
+    print(f"{'stage':26s} {'wall':>7s} {'work':>8s} {'training':>9s} {'overhead':>9s}")
     for r in rows:
         print(
-            f"{r['stage']:26s} {r['wall']:7.2f} {r['process'] or 0:8.2f} {r['imports'] or 0:8.2f} "
-            f"{r['training']:9.2f} {r['dvc'] or 0:6.2f}"
+            f"{r['stage']:26s} {r['wall']:7.2f} {r['work'] or 0:8.2f} "
+            f"{r['training']:9.2f} {r['overhead'] or 0:9.2f}"
         )
     print(json.dumps({k: v for k, v in report.items() if k != "stages"}, indent=2))
 

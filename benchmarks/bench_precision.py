@@ -41,11 +41,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.common import synthetic_data, write_report
-    from stages import params
-    from stages.device import configure_torch, pick_device
-    from stages.model import predict
+    from cifar10_tricks import params
+    from cifar10_tricks.device import configure_torch, pick_device
+    from cifar10_tricks.model import predict
+    from cifar10_tricks.step import to_device
     from stages.stats import channel_stats
-    from stages.step import to_device
     from stages.train import model_config, train_seeds
 
     device = pick_device(args.device)

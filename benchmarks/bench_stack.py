@@ -7,7 +7,7 @@ batch 64, fp32 (or ``--precision bf16`` under autocast), three ways, alternating
 machine noise hits all of them, and reports medians:
 
   grouped     the project's Net with S seeds: every layer's weights stacked, convolutions
-              with groups=S, the dense layers as batched matmuls (stages.model.Net)
+              with groups=S, the dense layers as batched matmuls (cifar10_tricks.model.Net)
   vmap        torch.func: the one-seed Net's parameters stacked by stack_module_state,
               its forward run through functional_call under vmap
   sequential  S one-seed Nets, one step each, one after another
@@ -38,8 +38,8 @@ def build(way: str, n_seeds: int, device, batch: int = 64, precision: str = "fp3
 
     layout = layout or torch.channels_last
 
-    from stages.model import ModelConfig, Net, stack_images
-    from stages.step import Adam, loss_fn
+    from cifar10_tricks.model import ModelConfig, Net, stack_images
+    from cifar10_tricks.step import Adam, loss_fn
 
     cfg = ModelConfig(init="kaiming_uniform")
     seeds = tuple(range(n_seeds))
@@ -120,7 +120,7 @@ def main() -> None:
     import torch
 
     from benchmarks.common import write_report
-    from stages.device import configure_torch
+    from cifar10_tricks.device import configure_torch
 
     device = torch.device(args.device)
     configure_torch(device, deterministic=True)

@@ -11,9 +11,11 @@ evaluation after every epoch, it times three ways of training:
            seeded permutations, channels_last, bf16 autocast where native, CUDA graphs on GPU;
   blog     the blog's way: a torchvision-style dataset of PIL images with ToTensor/Normalize,
            a shuffling DataLoader, fp32, batches moved to the device one by one;
-  bound    the bare training step alone on batches already sliced in memory, in the
-           project's precision (and, on CUDA, replayed from the same CUDA graph): no
-           shuffling, no evaluation, no bookkeeping.
+  bound    the trainer's own step alone (cifar10_tricks.step.fresh_stack, the same model,
+           layout, precision, allocator, threads and, on CUDA, CUDA graph) over the very
+           batches the trainer draws, their permutations made before the clock: no
+           shuffling, no evaluation, no per-epoch bookkeeping.  A lower bound on the
+           trainer's time.
 
 ``--seeds 1,3,10`` adds, for each S, the trainer on S seeds two ways: ``stacked`` (all S in
 one step, ``train.seeds_per_step = S``) and ``sequential`` (one seed after another,
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -57,8 +60,8 @@ def run_project(
     """The trainer on seeds 0..seeds-1 in groups of ``per_step``; the median final test accuracy."""
     import statistics
 
-    from stages import params
-    from stages.step import to_device
+    from cifar10_tricks import params
+    from cifar10_tricks.step import to_device
     from stages.train import model_config, seed_groups, train_seeds
 
     variant = variant or params.Variant(normalize=True)
@@ -80,7 +83,7 @@ def run_blog(ds, epochs: int, device, precision: str, mean, std) -> float:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from stages.model import ModelConfig, Net
+    from cifar10_tricks.model import ModelConfig, Net
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
 
@@ -118,47 +121,57 @@ def run_blog(ds, epochs: int, device, precision: str, mean, std) -> float:
     return correct / len(ds.y_test)
 
 
-def run_bound(ds, epochs: int, device, precision: str, mean, std) -> float:
-    """The bare step (the trainer's own, from stages.step.prepare) over batches in order; the
-    last epoch's training accuracy, from the step's own running sums."""
+def run_bound(ds, epochs: int, device, precision: str, mean, std) -> tuple[float, float]:
+    """The trainer's step alone over the trainer's own batches (seed 0's permutations);
+    (the last epoch's training accuracy from the step's running sums, when the clock started:
+    after the set-up, so the batches, model and Adam are not timed)."""
     import torch
 
-    from stages import params
-    from stages.model import ModelConfig
-    from stages.step import prepare, to_device
+    from cifar10_tricks import params
+    from cifar10_tricks.step import fresh_stack, to_device
+    from stages.train import model_config
 
+    variant = params.Variant(normalize=True)  # run_project's variant: the same model and data
+    config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
     data = to_device(ds, device)
-    training = prepare(
-        ModelConfig(n_classes=len(ds.classes)), (0,), params.Variant(), data, precision
-    )
     n = len(data.x_train)
-    # Batches in order: the step reads contiguous memory, no permutation.
-    idx = [torch.arange(i, min(i + 64, n), device=device).view(1, -1) for i in range(0, n, 64)]
-    for _ in range(epochs):
-        training.sums.zero_()
-        for i in idx:
-            training.step(i)
-    return training.sums[0, 1].item() / n
+    order = torch.Generator().manual_seed(0)  # as train_seeds shuffles seed 0
+    perms = [torch.randperm(n, generator=order).view(1, -1).to(device) for _ in range(epochs)]
+    batches = [[perm[:, i : i + 64] for i in range(0, n, 64)] for perm in perms]
+    stack = fresh_stack(config, (0,), variant, data, precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for epoch in batches:
+        stack.sums.zero_()
+        for idx in epoch:
+            stack.step(idx)
+    acc = stack.sums[0, 1].item() / n  # a host sync: every step has run
+    return acc, start
 
 
 def child(args) -> None:
     """One timed run of one mode; prints a JSON line."""
     import torch
 
-    from stages.device import configure_torch, pick_device, pick_precision
+    from cifar10_tricks.device import configure_torch, pick_device, pick_precision
     from stages.stats import channel_stats
 
     device = pick_device(args.device)
     precision = pick_precision(args.precision, device)
-    # The pipeline's default (train.deterministic); the blog's loop keeps glibc's allocator
-    # as a user's script would (the project's tuning is part of what is measured).
-    configure_torch(device, deterministic=True, allocator=args.child != "blog")
+    if args.child == "blog":
+        # A user's script: the same threads and deterministic kernels as the pipeline, but
+        # glibc's allocator as it is (the project's tuning is part of what is measured).
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        configure_torch(device, deterministic=True)  # what the train stage sets
     ds = synthetic_data(Path(args.data), args.n_train, args.n_test)
     mean, std = channel_stats(ds.x_train)  # the stats stage's work, not training's
     fn = {"project": run_project, "blog": run_blog, "bound": run_bound}[args.child]
     kwargs = {}
     if args.child == "project":
-        from stages import params
+        from cifar10_tricks import params
 
         variant = params.load("params.yaml").variants[args.variant] if args.variant else None
         kwargs = {"variant": variant, "seeds": args.n_seeds, "per_step": args.per_step}
@@ -173,6 +186,8 @@ def child(args) -> None:
     acc = fn(
         ds, args.epochs, device, precision if args.child != "blog" else "fp32", mean, std, **kwargs
     )
+    if args.child == "bound":
+        acc, start = acc  # the bound starts its own clock, after its set-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

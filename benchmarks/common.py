@@ -6,12 +6,21 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The line every stage logs when it succeeds (cifar10_tricks.cli.run_main): its work after imports.
+_DONE = re.compile(r"^(\w+) done in ([\d.]+) s$", re.M)
+
+
+def parse_done(text: str) -> tuple[str, float] | None:
+    """(stage, seconds) of the first ``<stage> done in X s`` line in ``text``, or None."""
+    m = _DONE.search(text)
+    return (m.group(1), float(m.group(2))) if m else None
 
 
 def cpu_name() -> str:
@@ -74,7 +83,7 @@ def write_report(path: str | Path, report: dict) -> dict:
 
 def synthetic_data(path: Path, n_train: int, n_test: int, noise: float = 120.0):
     """The synthetic data set at ``path`` (a data file), generated there first if absent."""
-    from stages import cifar
+    from cifar10_tricks import cifar
 
     if not path.exists():
         with tempfile.TemporaryDirectory() as tmp:

@@ -9,8 +9,9 @@ Parts, in order; the report is rewritten as each ends, so a time-out keeps what 
             repeat: one variant's 10 seeds trained twice under ``deterministic: true``
   step      one training step (forward, backward, Adam) of S = 1 and S = 10 seeds, ms per
             step, for each memory layout (NCHW, channels_last) x deterministic on/off x way
-            (``trainer``: the stage's own step from stages.step.prepare, replayed from a CUDA
-            graph on CUDA; ``grouped``, ``vmap``, ``sequential``: benchmarks.bench_stack's);
+            (``trainer``: the stage's own step from cifar10_tricks.step.fresh_stack,
+            replayed from a CUDA graph on CUDA; ``grouped``, ``vmap``, ``sequential``:
+            benchmarks.bench_stack's);
             per conv layer of the stack of 10, forward / input-gradient / weight-gradient
             time in each layout; the kernels torch.profiler sees in the default step
   train     ``bench_train --modes none --seeds 1,3,10`` (50,000/10,000 images, 10 epochs)
@@ -68,9 +69,9 @@ def part_tests(quick: bool, device) -> dict:
     import numpy as np
 
     from benchmarks.common import synthetic_data
-    from stages import params
-    from stages.device import configure_torch
-    from stages.step import to_device
+    from cifar10_tricks import params
+    from cifar10_tricks.device import configure_torch
+    from cifar10_tricks.step import to_device
     from stages.train import model_config, train_seeds
 
     proc = subprocess.run(
@@ -134,11 +135,13 @@ def _timed(step, sync, rounds: int, steps: int) -> float:
 
 def _trainer_step(n_seeds: int, device, precision: str, layout):
     """The stage's own step (graphed on CUDA) over random uint8 images, as a no-argument call."""
+    from unittest import mock
+
     import torch
 
-    from stages import params
-    from stages.model import ModelConfig
-    from stages.step import Tensors, prepare
+    from cifar10_tricks import params
+    from cifar10_tricks.model import ModelConfig
+    from cifar10_tricks.step import Tensors, fresh_stack
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64 * 8, 32, 32, 3), dtype=torch.uint8, generator=g)
@@ -148,14 +151,15 @@ def _trainer_step(n_seeds: int, device, precision: str, layout):
         x[:64].permute(0, 3, 1, 2).to(device),
         torch.zeros(64, dtype=torch.long).to(device),
     )
-    t = prepare(
-        ModelConfig(init="kaiming_uniform"),
-        tuple(range(n_seeds)),
-        params.Variant(lr=2e-3),
-        data,
-        precision,
-        layout=layout,
-    )
+    # The layout under test in place of the one the product picks (device.memory_format).
+    with mock.patch("cifar10_tricks.step.memory_format", lambda device, n: layout):
+        t = fresh_stack(
+            ModelConfig(init="kaiming_uniform"),
+            tuple(range(n_seeds)),
+            params.Variant(lr=2e-3),
+            data,
+            precision,
+        )
     idx = torch.stack([torch.randperm(64 * 8, generator=g)[:64] for _ in range(n_seeds)]).to(device)
     return lambda: t.step(idx)
 
@@ -218,7 +222,7 @@ def part_step(quick: bool, device) -> dict:
     import torch
 
     from benchmarks.bench_stack import WAYS, build
-    from stages.device import configure_torch, memory_format
+    from cifar10_tricks.device import configure_torch, memory_format
 
     precision = "bf16" if device.type == "cuda" else "fp32"
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -407,7 +411,7 @@ def main() -> None:
     ap.add_argument("--parts", default="tests,step,train,pipeline")
     args = ap.parse_args()
 
-    from stages.device import pick_device
+    from cifar10_tricks.device import pick_device
 
     device = pick_device("cpu" if args.quick else "auto")
     out = Path(args.out)

@@ -1,15 +1,8 @@
-"""cifar10-tricks: one module per DVC stage, on top of the shared modules they import.
+"""The pipeline's stages: one module per stage of dvc.yaml, run as ``python -m stages.<name>``.
 
-Stages (``python -m stages.<name>`` in dvc.yaml): ``download``, ``stats``, ``train``,
-``evaluate``, ``compare``, ``page``.
-Shared: ``params`` (the params.yaml schema), ``io`` (errors, run_main, atomic writers),
-``cifar`` (reading CIFAR-10 safely, the synthetic generator, the data file), ``device``
-(device, precision, threads, determinism, seeds per step), ``model`` (the stacked CNN),
-``dropout`` (CPU masks), ``step`` (Adam, the training step, its set-up), ``checkpoint``
-(saved models), ``predictions`` (the file train writes and evaluate reads), ``inference``
-(Welch, Holm, power), ``charts`` (the comparison's PNGs).
+``download`` (CIFAR-10, or a local or generated archive, to one data file), ``stats`` (the
+train-set mean and std), ``train`` (one variant's seeds), ``evaluate`` (one variant's scores),
+``compare`` (each trick's effect, over seeds) and ``page`` (the offline `dvc plots show` page).
+Each opens with its inputs, params and outputs; the code they share is the library,
+:mod:`cifar10_tricks`.
 """
-
-import time
-
-STARTED = time.perf_counter()  # when a stage process first imported the package: before torch

@@ -8,7 +8,7 @@ Output:  the data file (``--out``, e.g. data/cifar10.npz): uint8 images (N, 32, 
 archive, a local extracted ``cifar-10-batches-py/`` folder (or the folder holding it, as
 torchvision's ``CIFAR10(root, download=True)`` leaves it), or ``synthetic`` (a generated
 archive of the same format and layout).  Every source goes through the same reading and
-checking code in :mod:`stages.cifar`.
+checking code in :mod:`cifar10_tricks.cifar`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from stages import cifar, params
-from stages.io import UserError, run_main
+from cifar10_tricks import cifar, params
+from cifar10_tricks.cli import run_main
+from cifar10_tricks.errors import UserError
 
 log = logging.getLogger("cifar10_tricks.download")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

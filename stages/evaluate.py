@@ -1,4 +1,4 @@
-"""Stage `evaluate@<variant>`: score each seed's predictions on the 10,000 test images.
+"""Stage `evaluate@<variant>`: score each seed's predictions on the test images.
 
 Input:   ``--predictions`` (results/<variant>/predictions.npz, from `train@<variant>`): every
          seed's fp32 prediction and NLL of each test image, the true labels and class names.
@@ -7,7 +7,8 @@ Outputs (in ``--out``, i.e. results/<variant>/):
                   seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics show/diff`
                   read (short keys, so a row per variant fits 120 columns).
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and
-                  support (scikit-learn); the confusion matrix summed over seeds.
+                  support (scikit-learn); the confusion matrix summed over seeds
+                  (:mod:`cifar10_tricks.scores`, which `compare` reads it with).
   confusion.csv   actual,predicted,count: the confusion matrix summed over every seed, one
                   row per pair of classes (zeros included, so every variant's matrix is
                   square and alike): DVC plot data (template .dvc/plots/confusion_counts.json).
@@ -27,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from stages import predictions
-from stages.inference import mean_sd
-from stages.io import atomic_group, run_main, write_csv, write_json
+from cifar10_tricks import predictions, scores
+from cifar10_tricks.cli import run_main
+from cifar10_tricks.files import atomic_group, write_csv, write_json
+from cifar10_tricks.inference import mean_sd
 
 log = logging.getLogger("cifar10_tricks.evaluate")
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             ["actual", "predicted", "count"],
             confusion_rows(report["confusion_sum"], classes),
         )
-        write_json(args.out / "report.json", report)
+        scores.write(args.out / "report.json", report)
         write_json(args.out / "metrics.json", metrics)
     log.info(
         "%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",

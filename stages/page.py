@@ -17,7 +17,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.io import UserError, run_main, write_text
+from cifar10_tricks.cli import run_main
+from cifar10_tricks.errors import UserError
+from cifar10_tricks.files import write_text
 
 log = logging.getLogger("cifar10_tricks.page")
 VEGA_LITE = "6"  # the schema of .dvc/plots/*.json; it compiles to the Vega the bundle holds

@@ -3,20 +3,20 @@
 Input:   the data file (``--data``, from `download`); only its train split is read.
 Output:  a small JSON file (``--out``, e.g. data/stats.json): ``mean``, ``std`` (R, G, B)
          and ``n_images``.  Real CIFAR-10 gives about (0.4914, 0.4822, 0.4465) /
-         (0.2470, 0.2435, 0.2616).  :func:`read` is its one reader (the train stage's).
+         (0.2470, 0.2435, 0.2616).  Written and read by :mod:`cifar10_tricks.stats_file`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
-from stages import cifar
-from stages.io import UserError, read_json, run_main, write_json
+from cifar10_tricks import cifar, stats_file
+from cifar10_tricks.cli import run_main
+from cifar10_tricks.errors import UserError
 
 log = logging.getLogger("cifar10_tricks.stats")
 
@@ -44,26 +44,6 @@ def channel_stats(images: np.ndarray, chunk: int = 5000) -> tuple[list[float], l
     return mean, std
 
 
-def write(target: Path, mean: list[float], std: list[float], n_images: int) -> None:
-    write_json(target, {"mean": mean, "std": std, "n_images": int(n_images), "scale": "[0, 1]"})
-
-
-def read(path: Path) -> dict:
-    """The stats file: ``mean`` and ``std``, three finite numbers each (std > 0), checked."""
-    stats = read_json(path, "stats")
-    try:
-        mean, std = (tuple(float(v) for v in stats[k]) for k in ("mean", "std"))
-        ok = len(mean) == len(std) == 3 and all(math.isfinite(v) for v in mean + std)
-        ok = ok and min(std) > 0
-    except (TypeError, KeyError, ValueError):
-        ok = False
-    if not ok:
-        raise UserError(
-            f"{path} does not hold a mean and std of three channels; rerun `dvc repro -f stats`."
-        )
-    return {"mean": mean, "std": std}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -72,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
     x_train = cifar.load(args.data).x_train
     mean, std = channel_stats(x_train)
-    write(args.out, mean, std, len(x_train))
+    stats_file.write(args.out, mean, std, len(x_train))
     log.info(
         "train-set mean %s std %s over %d images",
         [round(m, 4) for m in mean],

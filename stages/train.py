@@ -12,12 +12,12 @@ Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the mod
 The data set lives on the device as uint8 tensors; batches are slices of a seeded
 random permutation, so no DataLoader or per-image transform sits in the hot loop.
 
-The seeds train as one stacked model (:class:`stages.model.Net`): one forward, backward
+The seeds train as one stacked model (:class:`cifar10_tricks.model.Net`): one forward, backward
 and Adam step per batch for S seeds, each seed with its own initialisation, shuffling
 order and dropout masks.  The loss is the sum of the seeds' losses, so each seed's
 gradient is exactly its own, and Adam, its weight decay, the L1 term and the lr schedule
 act element by element: the models stay independent.  ``train.seeds_per_step`` caps how
-many seeds share a step (``auto``: :func:`stages.device.seeds_per_step`).
+many seeds share a step (``auto``: :func:`cifar10_tricks.device.seeds_per_step`).
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stages import STARTED, checkpoint, cifar, params, predictions, stats
-from stages.device import configure_torch, pick_device, pick_precision, seeds_per_step
-from stages.io import UserError, atomic_group, run_main
-from stages.model import ModelConfig, Net, predict
-from stages.step import Tensors, prepare, to_device
+from cifar10_tricks import checkpoint, cifar, curves, params, predictions, stats_file
+from cifar10_tricks.cli import run_main
+from cifar10_tricks.device import configure_torch, pick_device, pick_precision, seeds_per_step
+from cifar10_tricks.errors import UserError
+from cifar10_tricks.files import atomic_group
+from cifar10_tricks.model import ModelConfig, Net, predict
+from cifar10_tricks.step import Tensors, fresh_stack, to_device
 
 log = logging.getLogger("cifar10_tricks.train")
-METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
 
 
 class DivergedError(UserError):
@@ -82,15 +83,17 @@ def train_seeds(
     progress=None,
 ) -> tuple[Net, dict[int, list[dict]], tuple[np.ndarray, np.ndarray]]:
     """Train fresh models for ``seeds`` together for ``tp.epochs``; ``progress`` (a tqdm bar,
-    say) is told of every batch.
+    say) is told of every batch.  Each batch is one call of the stack's step,
+    :func:`cifar10_tricks.step.train_step` (on CUDA replayed from a graph unless
+    ``cuda_graphs`` is off).
 
     Returns the stacked model; per seed, one metrics dict per epoch; and the trained models'
     test predictions in fp32, (predicted class, NLL) per seed and image, (S, N) each: the
     last epoch's evaluation when training ran in fp32, else one more pass in fp32, so every
     variant is scored alike whatever precision trained it.
     """
-    training = prepare(config, seeds, variant, data, precision, cuda_graphs)
-    model, opt, sums, step = training.model, training.opt, training.sums, training.step
+    stack = fresh_stack(config, seeds, variant, data, precision, cuda_graphs)
+    model, opt, sums, step = stack.model, stack.opt, stack.sums, stack.step
     device = data.x_train.device
     # Shuffling: each seed's own generator, on the CPU, so every device sees the same order.
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
@@ -152,30 +155,6 @@ def progress_bar(total_batches: int, desc: str):
     )
 
 
-def mean_history(histories: list[list[dict]]) -> list[dict]:
-    """Per-epoch mean over seeds of each metric."""
-    return [
-        {k: float(np.mean([h[e][k] for h in histories])) for k in METRICS}
-        for e in range(len(histories[0]))
-    ]
-
-
-def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
-    """Per-epoch curves as DVCLive plot data: per seed, and the mean over seeds."""
-    from dvclive import Live
-
-    # Only the plot files: Live.end() would add a summary metrics.json (a last-epoch
-    # value per curve) that would crowd `dvc metrics show`; evaluate writes the metrics.
-    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-    series = {f"seed_{s}/": h for s, h in histories.items()}
-    series[""] = mean_history(list(histories.values()))
-    for prefix, history in series.items():
-        for epoch, row in enumerate(history):
-            live.step = epoch + 1  # epochs counted from 1, as in compare/curves.csv
-            for key in METRICS:
-                live.log_metric(prefix + key, row[key])
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
@@ -191,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         help="the .npz of every seed's test predictions, for evaluate",
     )
     args = parser.parse_args(argv)
+    begun = time.perf_counter()
 
     p = params.load(args.params)
     if args.variant not in p.variants:
@@ -198,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}."
         )
     variant, tp = p.variants[args.variant], p.train
-    channel_stats = stats.read(args.stats)
+    channel_stats = stats_file.read(args.stats)
     device = pick_device(tp.device)
     precision = pick_precision(tp.precision, device)
     configure_torch(device, tp.deterministic)
@@ -217,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     # default study is hours, and the user should learn that from the run, not the README.
     log.info(
         "train %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per step "
-        "(%d stack(s)); data on the device %.2f s after start",
+        "(%d stack(s)); data on the device in %.2f s",
         args.variant,
         len(tp.seeds),
         tp.epochs,
@@ -226,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         precision,
         per_step,
         len(groups),
-        time.perf_counter() - STARTED,
+        time.perf_counter() - begun,
     )
 
     def report(seed, epoch, row):
@@ -287,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
             np.concatenate(nlls),
             ds.classes,
         )
-    write_live(args.live, histories)
+    curves.write_live(args.live, histories)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import cifar
+from cifar10_tricks import cifar
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +34,8 @@ STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # a stats file's m
 
 @pytest.fixture(scope="module")
 def data(small_archive):
-    """The small archive on the CPU, as the train stage holds it (stages.step.Tensors)."""
-    from stages.step import to_device
+    """The small archive on the CPU, as the train stage holds it (cifar10_tricks.step.Tensors)."""
+    from cifar10_tricks.step import to_device
 
     return to_device(cifar.parse_archive(small_archive), CPU)
 
@@ -71,3 +72,22 @@ def run_python(*args: str, check: bool = False, **env: str) -> subprocess.Comple
         check=check,
         env={**os.environ, **env},
     )
+
+
+def fake_results(root, scores):
+    """results/<variant>/: report.json and DVCLive's per-seed curves (2 epochs: the seed's
+    score minus 0.1, then the score; loss 1 - score), as the train and evaluate stages write."""
+    for name, values in scores.items():
+        res = root / name
+        report = {
+            "classes": list("abcdefghij"),
+            "seeds": list(range(len(values))),
+            "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
+        }
+        res.mkdir(parents=True)
+        (res / "report.json").write_text(json.dumps(report))
+        for seed, v in enumerate(values):
+            curves = res / f"live/plots/metrics/seed_{seed}/test"
+            curves.mkdir(parents=True)
+            (curves / "acc.tsv").write_text(f"step\tacc\n1\t{v - 0.1}\n2\t{v}\n")
+            (curves / "loss.tsv").write_text(f"step\tloss\n1\t{1.1 - v}\n2\t{1 - v}\n")

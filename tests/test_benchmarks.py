@@ -7,7 +7,21 @@ import json
 import pytest
 
 from benchmarks.bench_pipeline import breakdown, totals
-from stages.io import DONE_LINE
+from benchmarks.common import parse_done
+from cifar10_tricks.cli import run_main
+
+
+def _succeeds(argv):
+    pass
+
+
+def test_parse_done_reads_the_line_a_stage_logs(caplog):
+    """The benchmarks' parser reads what cifar10_tricks.cli.run_main really logs."""
+    caplog.set_level("INFO")
+    run_main(_succeeds, [])
+    done = parse_done("\n".join(caplog.messages))
+    assert done is not None and done[0] == "test_benchmarks" and 0 <= done[1] < 5
+    assert parse_done("error: no") is None
 
 
 def test_pipeline_breakdown_reads_stage_lines():
@@ -28,19 +42,17 @@ def test_pipeline_breakdown_reads_stage_lines():
             "a seed 0 epoch 2/2: train loss 0.9000 acc 60.00% | test loss 0.9000 acc 60.00% "
             "| lr 1.00e-03 | 0.25 s",
         ),
-        (6.0, DONE_LINE.format(stage="train", seconds=5.4, imports=3.0)),
+        (6.0, "train done in 2.40 s"),
         (6.5, "Running stage 'evaluate@a':"),
-        (9.0, "evaluate done in 2.00 s (imports 1.50 s)"),
+        (9.0, "evaluate done in 0.50 s"),
         (9.2, "Updating lock file 'dvc.lock'"),
     ]
     rows = breakdown(10.0, lines)
     assert [r["stage"] for r in rows] == ["train@a", "evaluate@a"]
     train, evaluate = rows
-    assert (
-        train["wall"] == pytest.approx(5.5) and train["process"] == 5.4 and train["imports"] == 3.0
-    )
-    assert train["training"] == pytest.approx(0.75) and train["dvc"] == pytest.approx(0.1)
-    assert evaluate["wall"] == pytest.approx(3.5) and evaluate["dvc"] == pytest.approx(1.5)
+    assert train["wall"] == pytest.approx(5.5) and train["work"] == 2.4
+    assert train["training"] == pytest.approx(0.75) and train["overhead"] == pytest.approx(3.1)
+    assert evaluate["wall"] == pytest.approx(3.5) and evaluate["overhead"] == pytest.approx(3.0)
     sums = totals(rows, 10.0)
     assert sums["train"]["stages"] == 1 and sums["compare"]["stages"] == 0
     assert sums["dvc_before_first_stage"] == pytest.approx(1.0)
@@ -49,18 +61,20 @@ def test_pipeline_breakdown_reads_stage_lines():
 def test_pipeline_breakdown_leaves_a_silent_stage_unmeasured():
     rows = breakdown(3.0, [(0.5, "Running stage 'compare':"), (2.0, "error: something")])
     assert (
-        rows[0]["process"] is None
-        and rows[0]["dvc"] is None
+        rows[0]["work"] is None
+        and rows[0]["overhead"] is None
         and rows[0]["wall"] == pytest.approx(2.5)
     )
 
 
 def test_bench_train_modes_run_on_tiny_data(small_archive):
     """Each mode bench_train times runs end to end with the trainer as it is (a smoke test)."""
+    import time
+
     import torch
 
     from benchmarks.bench_train import run_blog, run_bound, run_project
-    from stages import cifar, params
+    from cifar10_tricks import cifar, params
 
     ds = cifar.parse_archive(small_archive)
     cpu, mean, std = torch.device("cpu"), (0.5,) * 3, (0.25,) * 3
@@ -69,8 +83,9 @@ def test_bench_train_modes_run_on_tiny_data(small_archive):
     assert 0 <= run_blog(ds, 1, cpu, "fp32", mean, std) <= 1
     # The bound's accuracy comes from the step's own sums: a step that did not train (or did
     # not count) leaves them at zero or at chance; eight epochs on the same 250 images learn.
-    one, eight = run_bound(ds, 1, cpu, "fp32", mean, std), run_bound(ds, 8, cpu, "fp32", mean, std)
+    (one, _), (eight, started) = (run_bound(ds, e, cpu, "fp32", mean, std) for e in (1, 8))
     assert 0 < one <= 1 and 0.2 < eight <= 1 and eight > one
+    assert started <= time.perf_counter()  # the clock it started, after its set-up
 
 
 def test_bench_stack_ways_train_the_same_models():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages import checkpoint
-from stages.io import UserError
-from stages.model import ModelConfig, Net, predict
+from cifar10_tricks import checkpoint
+from cifar10_tricks.errors import UserError
+from cifar10_tricks.model import ModelConfig, Net, predict
 from tests.conftest import images
 
 

@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from stages import cifar
+from cifar10_tricks import cifar
 from tests.conftest import write_tar
 
 D = cifar.BATCH_DIR
@@ -251,7 +251,8 @@ def _extract(members: dict[str, bytes], root) -> os.PathLike:
 
 
 def test_extracted_folder_is_read_like_the_archive(tmp_path, small_members, small_archive, caplog):
-    from stages import download, params
+    from cifar10_tricks import params
+    from stages import download
 
     folder = _extract(small_members, tmp_path / "root")
     ref = cifar.parse_archive(small_archive)

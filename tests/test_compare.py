@@ -9,8 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from stages import compare, inference, params
-from stages.io import UserError
+from cifar10_tricks import inference, params, writeup
+from cifar10_tricks.errors import UserError
+from stages import compare
+from tests.conftest import fake_results
 
 
 def by_seed(scores: dict[str, list[float]]) -> dict[str, dict[int, float]]:
@@ -31,7 +33,7 @@ def test_a_planted_effect_is_called_and_a_null_one_is_not():
     cp = params.CompareParams()
     hit = compare.compare(_planted(0.01), cp).variants["treated"].vs["baseline"]
     assert hit.verdict == "helps"
-    assert hit.test.ci_low < 0.01 < hit.test.ci_high
+    assert hit.result.ci_low < 0.01 < hit.result.ci_high
     assert (
         compare.compare(_planted(-0.01), cp).variants["treated"].vs["baseline"].verdict == "hurts"
     )
@@ -55,18 +57,18 @@ def test_holm_changes_verdicts_that_ride_on_one_lucky_p():
     scores = by_seed(scores)
     # Welch: the variants' constant shifts would make every per-seed difference exact.
     none = compare.compare(
-        scores, params.CompareParams(correction="none", parents=parents, test="welch")
+        scores, params.CompareParams(correction="none", parents=parents, method="welch")
     )
     holm = compare.compare(
-        scores, params.CompareParams(correction="holm", parents=parents, test="welch")
+        scores, params.CompareParams(correction="holm", parents=parents, method="welch")
     )
-    p = none.variants["lucky"].vs["baseline"].test.p
+    p = none.variants["lucky"].vs["baseline"].result.p
     assert 0.05 / 7 < p < 0.05, p
     assert none.variants["lucky"].vs["baseline"].verdict == "helps"
     assert holm.variants["lucky"].vs["baseline"].verdict == "no detectable effect"
     assert holm.comparisons == 7  # the parent is the baseline: each pair counted once
     assert holm.typical_sd == pytest.approx(np.std(base, ddof=1))  # every variant spreads alike
-    raw = [none.variants[n].vs["baseline"].test.p for n in scores if n != "baseline"]
+    raw = [none.variants[n].vs["baseline"].result.p for n in scores if n != "baseline"]
     assert [
         holm.variants[n].vs["baseline"].p_adjusted for n in scores if n != "baseline"
     ] == pytest.approx(inference.holm(raw))
@@ -91,7 +93,7 @@ def test_table_in_ladder_order_with_baseline_and_parent():
         and rows["x"].vs["baseline"].verdict == "helps"
     )
     assert rows["y"].vs["parent"].reference == "baseline"
-    assert rows["x"].vs["baseline"].test.diff == pytest.approx(0.1)
+    assert rows["x"].vs["baseline"].result.diff == pytest.approx(0.1)
     # The JSON keeps the flat <field>_vs_<label> keys, baseline before parent.
     x = table.to_json()["variants"]["x"]
     assert x["vs_parent"] == "baseline" and x["diff_vs_baseline"] == pytest.approx(0.1)
@@ -107,25 +109,6 @@ def test_table_in_ladder_order_with_baseline_and_parent():
     assert "diff_vs_baseline" not in table.to_json()["variants"]["baseline"]
 
 
-def _fake_results(root, scores):
-    """results/<variant>/: report.json and DVCLive's per-seed curves (2 epochs: the seed's
-    score minus 0.1, then the score; loss 1 - score), as the train and evaluate stages write."""
-    for name, values in scores.items():
-        res = root / name
-        report = {
-            "classes": list("abcdefghij"),
-            "seeds": list(range(len(values))),
-            "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
-        }
-        res.mkdir(parents=True)
-        (res / "report.json").write_text(json.dumps(report))
-        for seed, v in enumerate(values):
-            curves = res / f"live/plots/metrics/seed_{seed}/test"
-            curves.mkdir(parents=True)
-            (curves / "acc.tsv").write_text(f"step\tacc\n1\t{v - 0.1}\n2\t{v}\n")
-            (curves / "loss.tsv").write_text(f"step\tloss\n1\t{1.1 - v}\n2\t{1 - v}\n")
-
-
 def test_stage_writes_table_charts_and_curves(tmp_path):
     names = ["baseline", "norm_inputs", "extra_variant"]
     scores = {
@@ -133,7 +116,7 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
         "norm_inputs": [0.6, 0.61, 0.6],
         "extra_variant": [0.5, 0.52, 0.5],
     }
-    _fake_results(tmp_path / "results", scores)
+    fake_results(tmp_path / "results", scores)
     raw = {"variants": {n: {} for n in names}, "compare": {"correction": "none"}}
     (tmp_path / "params.yaml").write_text(json.dumps(raw))  # JSON is YAML
     out = tmp_path / "compare"
@@ -205,36 +188,10 @@ def test_missing_results_name_the_stage(tmp_path):
         )
 
 
-@pytest.mark.parametrize(
-    "report",
-    [
-        '{"seeds": [], "per_seed": {}}',
-        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 7}}}',
-        '{"seeds": [0], "per_seed": {}}',
-        '{"seeds": [0], "per_seed": {"0": {"micro_f1": "x"}}}',
-        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}}',  # no class names
-        "[]",
-    ],
-)
-def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
-    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
-    (tmp_path / "results/baseline/report.json").write_text(report)
-    with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline`"):
-        compare.read_reports(tmp_path / "results", ["baseline"])
-
-
-def test_a_torn_curve_names_the_stage(tmp_path):
-    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
-    torn = tmp_path / "results/baseline/live/plots/metrics/seed_1/test/acc.tsv"
-    torn.write_text("step\tacc\n1\t0.")
-    with pytest.raises(UserError, match=r"rerun `dvc repro -f train@baseline`"):
-        compare.read_curves(tmp_path / "results", {"baseline": [0, 1]})
-
-
 def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     """Ctrl-C while compare writes: its eight files are all the old ones, none half-new."""
     names = ["baseline", "other"]
-    _fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
+    fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
     (tmp_path / "params.yaml").write_text(json.dumps({"variants": {n: {} for n in names}}))
     args = [
         "--params",
@@ -272,12 +229,12 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
 def test_a_small_effect_with_correlated_seeds_is_called_by_paired_and_missed_by_welch():
     """0.3 points on seeds that move together (r = 0.95): the study's usual case."""
     scores = _planted(0.003, r=0.95, seed=3)
-    paired = compare.compare(scores, params.CompareParams(test="paired"))
-    welch = compare.compare(scores, params.CompareParams(test="welch"))
+    paired = compare.compare(scores, params.CompareParams(method="paired"))
+    welch = compare.compare(scores, params.CompareParams(method="welch"))
     p, w = paired.variants["treated"].vs["baseline"], welch.variants["treated"].vs["baseline"]
     assert p.verdict == "helps" and p.method == "paired" and p.r > 0.8
     assert w.verdict == "no detectable effect" and w.method == "welch"
-    assert (p.test.ci_high - p.test.ci_low) < 0.5 * (w.test.ci_high - w.test.ci_low)
+    assert (p.result.ci_high - p.result.ci_low) < 0.5 * (w.result.ci_high - w.result.ci_low)
 
 
 def test_with_correlated_seeds_and_no_effect_paired_calls_at_alphas_rate():
@@ -294,8 +251,8 @@ def test_seeds_that_differ_fall_back_to_welch_and_say_so():
     scores["treated"] = {s + 100: v for s, v in scores["treated"].items()}
     table = compare.compare(scores, params.CompareParams())
     c = table.variants["treated"].vs["baseline"]
-    assert c.test.method == "welch" and c.method == "welch (the seeds differ)" and c.r is None
-    assert "fell back to Welch's test: welch (the seeds differ)" in compare.markdown(table)
+    assert c.result.method == "welch" and c.method == "welch (the seeds differ)" and c.r is None
+    assert "fell back to Welch's test: welch (the seeds differ)" in writeup.markdown(table)
     row = table.to_json()["variants"]["treated"]
     assert row["test_vs_baseline"] == "welch (the seeds differ)" and row["r_vs_baseline"] is None
 
@@ -307,29 +264,8 @@ def test_the_json_and_the_answer_name_the_test_and_the_correlation():
     assert out["typical_sd_of"] == "per-seed differences"
     row = out["variants"]["treated"]
     assert row["test_vs_baseline"] == "paired" and 0.5 < row["r_vs_baseline"] <= 1
-    md = compare.markdown(table)
+    md = writeup.markdown(table)
     assert "paired t-test on per-seed differences" in md and "Spread of the per-seed" in md
     assert ", r=0." in md
-    welch = compare.compare(_planted(0.01, r=0.9), params.CompareParams(test="welch"))
-    assert welch.to_json()["typical_sd_of"] == "scores" and "Welch's t-test" in welch.test
-
-
-def test_an_interval_past_the_scale_is_cut_and_says_so():
-    table = compare.compare({"baseline": {0: 0.0, 1: 0.0, 2: 0.3}}, params.CompareParams())
-    row = table.variants["baseline"]
-    assert (
-        row.ci_low == 0.0
-        and row.clipped
-        and table.to_json()["variants"]["baseline"]["ci95_clipped"]
-    )
-    assert "(cut at the scale's end)" in compare.markdown(table)
-    one = compare.compare({"baseline": {0: 0.5}}, params.CompareParams())
-    assert "— (one seed)" in compare.markdown(one) and "n/a" not in compare.markdown(one)
-
-
-def test_an_effect_beyond_the_scale_is_said_in_words():
-    wild = {"baseline": {0: 0.1, 1: 0.9}, "x": {0: 0.9, 1: 0.1}}
-    table = compare.compare(wild, params.CompareParams(test="welch"))
-    assert table.variants["x"].vs["baseline"].mde is None
-    md = compare.markdown(table)
-    assert "even an effect of more than 200 points could go unseen" in md and "MDE over 200" in md
+    welch = compare.compare(_planted(0.01, r=0.9), params.CompareParams(method="welch"))
+    assert welch.to_json()["typical_sd_of"] == "scores" and "Welch's t-test" in welch.method_text

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import device
-from stages.io import UserError
+from cifar10_tricks import device
+from cifar10_tricks.errors import UserError
 from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_deterministic_mode_is_set_without_importing_the_compiler():
     # A fresh process: the flag must be on (warn-only), and torch._inductor, a 1.6 s import that
     # torch.use_deterministic_algorithms makes, must not be loaded by any stage's set-up.
     code = (
-        "import sys, torch; from stages.device import configure_torch; "
+        "import sys, torch; from cifar10_tricks.device import configure_torch; "
         "configure_torch(torch.device('cpu'), True); "
         "print(torch.are_deterministic_algorithms_enabled(), "
         "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)"
@@ -63,7 +63,8 @@ def test_cpu_allocator_keeps_freed_memory_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     code = (
-        "from stages.device import keep_freed_memory; import torch; print(keep_freed_memory()); "
+        "from cifar10_tricks.device import keep_freed_memory; import torch; "
+        "print(keep_freed_memory()); "
         "x = [torch.ones(1 << 20) for _ in range(8)]; del x; print(float(torch.ones(3).sum()))"
     )
     out = run_python("-c", code, check=True)

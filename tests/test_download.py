@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 
-from stages import cifar, download
-from stages.io import UserError
+from cifar10_tricks import cifar
+from cifar10_tricks.errors import UserError
+from stages import download
 
 
 def test_local_md5_mismatch_is_refused(small_archive):

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from stages.dropout import MaskStreams
+from cifar10_tricks.dropout import MaskStreams
 
 
 def _dropped(streams, x, p):

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from stages import evaluate, predictions
-from stages.io import UserError
+from cifar10_tricks import predictions
+from stages import evaluate
 from tests.conftest import run_python
 
 CLASSES = tuple("abcdefghij")
@@ -70,46 +70,3 @@ def test_stage_imports_no_torch(tmp_path):
     )
     out = run_python("-c", code, check=True)
     assert out.stdout.split()[-1] == "False" and (tmp_path / "r/metrics.json").is_file()
-
-
-def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
-    with pytest.raises(UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
-        predictions.read(tmp_path / "missing.npz", "v")
-    _predictions(tmp_path / "p.npz")
-    blob = (tmp_path / "p.npz").read_bytes()
-    (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
-        predictions.read(tmp_path / "p.npz", "v")
-    predictions.write(
-        tmp_path / "q.npz",
-        (0, 1),
-        np.zeros(5, int),
-        np.zeros((1, 5), int),
-        np.zeros((1, 5), np.float32),
-        CLASSES,
-    )
-    with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
-        predictions.read(tmp_path / "q.npz", "v")
-
-
-@pytest.mark.parametrize(
-    "edit, says",
-    [
-        ({"pred": np.full((2, 5), 10)}, "out of range"),
-        ({"nll": np.full((2, 5), np.nan, np.float32)}, "out of range"),
-        ({"seeds": np.array([1, 1])}, "out of range"),
-        ({"classes": np.array(["a", "accuracy"] + list("cdefghij"))}, "report key"),
-        ({"classes": np.array(["a", "a"] + list("cdefghij"))}, "given twice"),
-    ],
-)
-def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
-    fields = {
-        "seeds": np.array([0, 1]),
-        "y_true": np.zeros(5, np.int64),
-        "pred": np.zeros((2, 5), np.int64),
-        "nll": np.ones((2, 5), np.float32),
-        "classes": np.array(CLASSES),
-    }
-    np.savez(tmp_path / "p.npz", **{**fields, **edit})
-    with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v`"):
-        predictions.read(tmp_path / "p.npz", "v")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from stages import inference
+from cifar10_tricks import inference
 
 
 def test_mean_ci_uses_student_t():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from stages.model import ModelConfig, Net, predict, stack_images
+from cifar10_tricks.model import ModelConfig, Net, predict, stack_images
 from tests.conftest import images
 
 

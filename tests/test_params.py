@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import params
+from cifar10_tricks import params
 
 ROOT = Path(__file__).resolve().parents[1]
 

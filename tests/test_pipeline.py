@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.project import GIT_ENV, Project, make_project
+from cifar10_tricks.testing import GIT_ENV, Project, make_project
 
 pytestmark = pytest.mark.e2e
 
@@ -294,7 +294,7 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
 
     import psutil
 
-    from benchmarks.project import GIT_ENV
+    from cifar10_tricks.testing import GIT_ENV
 
     proj = make_project(tmp_path, n_train=2000)
     raw = proj.params()

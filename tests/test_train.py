@@ -12,11 +12,11 @@ import torch
 import yaml
 from torch.nn import functional as F
 
-from stages import cifar, params
-from stages.device import configure_torch
-from stages.model import ModelConfig, Net
-from stages.step import to_device
-from stages.train import DivergedError, mean_history, model_config, seed_groups, train_seeds
+from cifar10_tricks import cifar, params
+from cifar10_tricks.device import configure_torch
+from cifar10_tricks.model import ModelConfig, Net
+from cifar10_tricks.step import to_device
+from stages.train import DivergedError, model_config, seed_groups, train_seeds
 from tests.conftest import CPU, STATS
 
 
@@ -179,16 +179,6 @@ def test_normalisation_uses_the_stats(data):
     assert cfg.normalize and cfg.mean == (0.1, 0.2, 0.3) and cfg.std == (1, 2, 3)
 
 
-def test_mean_history_averages_over_seeds():
-    h = [
-        [{"train/loss": 1.0, "train/acc": 0.5, "test/loss": 2.0, "test/acc": 0.4}],
-        [{"train/loss": 3.0, "train/acc": 0.7, "test/loss": 4.0, "test/acc": 0.6}],
-    ]
-    assert mean_history(h) == [
-        {"train/loss": 2.0, "train/acc": 0.6, "test/loss": 3.0, "test/acc": 0.5}
-    ]
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
     """The graphed step is the eager step replayed: same learning, same result twice."""
@@ -270,8 +260,8 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
     tmp_path, small_archive, caplog
 ):
     """The saved predictions are the saved models' own fp32 predictions of the test set."""
-    from stages import checkpoint
-    from stages.model import predict
+    from cifar10_tricks import checkpoint
+    from cifar10_tricks.model import predict
 
     caplog.set_level("INFO", logger="cifar10_tricks")
     ds = _train_stage(
@@ -307,10 +297,10 @@ def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, m
     from stages import train as stage
 
     batches, initial = {}, {}
-    real_prepare = stage.prepare
+    real_fresh_stack = stage.fresh_stack
 
     def spy(config, seeds, variant, data, precision, cuda_graphs=True):
-        t = real_prepare(config, seeds, variant, data, precision, cuda_graphs)
+        t = real_fresh_stack(config, seeds, variant, data, precision, cuda_graphs)
         step, calls = t.step, batches.setdefault((variant, seeds), [])
 
         def recorded(idx):
@@ -321,7 +311,7 @@ def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, m
         initial[(variant, seeds)] = {k: p.detach().clone() for k, p in t.model.named_parameters()}
         return t
 
-    monkeypatch.setattr(stage, "prepare", spy)
+    monkeypatch.setattr(stage, "fresh_stack", spy)
     plain = params.Variant()
     tuned = params.Variant(
         normalize=True, lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, dropout_conv=0.2
@@ -364,11 +354,11 @@ TUNED = dict(
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_a_stack_trains_alike_in_either_memory_layout(data, monkeypatch, dropout):
     """On CUDA a stack of seeds runs in contiguous NCHW, a single model in channels_last
-    (stages.device.memory_format).  On the CPU, dropout masks included: one step's loss and
+    (cifar10_tricks.device.memory_format).  On the CPU, dropout masks included: one step's loss and
     gradients agree to fp32 round-off, and 20 steps end with the same losses and accuracy as
     the stacked-vs-alone test asks.  (Weights are not compared: Adam divides the layouts'
     last-bit differences by sqrt(v) of near-zero gradients, amplifying them to ~10% of a step.)"""
-    from stages import step
+    from cifar10_tricks import step
 
     variant = params.Variant(**TUNED, dropout_conv=dropout)  # the stacked-vs-alone test's rung
     small = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
@@ -376,7 +366,7 @@ def test_a_stack_trains_alike_in_either_memory_layout(data, monkeypatch, dropout
     first, histories = {}, {}
     for layout in (torch.channels_last, torch.contiguous_format):
         monkeypatch.setattr(step, "memory_format", lambda device, n, layout=layout: layout)
-        t = step.prepare(cfg, (0, 1, 2), variant, small, "fp32", layout=layout)
+        t = step.fresh_stack(cfg, (0, 1, 2), variant, small, "fp32")
         assert t.model.conv2.weight.is_contiguous(memory_format=layout)
         t.step(torch.arange(24).view(3, 8))
         first[layout] = (t.sums.clone(), [p.grad.clone() for p in t.model.parameters()])
@@ -392,7 +382,7 @@ def test_a_stack_trains_alike_in_either_memory_layout(data, monkeypatch, dropout
 
 
 def test_memory_format_is_nchw_only_for_a_stack_on_cuda():
-    from stages import device
+    from cifar10_tricks import device
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert device.memory_format(cpu, 10) == torch.channels_last

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.io import UserError
+from cifar10_tricks.errors import UserError
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,5 @@
-"""A copy of this project in a temporary git repository, for running real `dvc` commands:
-what `bench_pipeline` times and the end-to-end tests run."""
+"""A copy of this project in a temporary git repository, on small synthetic data, for running
+real `dvc` commands: the end-to-end tests run it and `bench_pipeline` times it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COPIED = (
     "page",
     "stages",
+    "cifar10_tricks",
     "params.yaml",
     "dvc.yaml",
     ".dvcignore",

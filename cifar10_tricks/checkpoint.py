@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from stages.io import UserError, atomic_path
-from stages.model import ModelConfig, Net
+from cifar10_tricks.errors import UserError, rerun
+from cifar10_tricks.files import atomic_path
+from cifar10_tricks.model import ModelConfig, Net
 
 
 def save(model: Net, path: Path, **extra) -> None:
@@ -44,6 +45,6 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[Net, dict]:
     except Exception as exc:  # a torn or foreign file: many exception types
         raise UserError(
             f"{path} is not a usable checkpoint ({type(exc).__name__}: {exc}); "
-            "rerun its train stage with `dvc repro -f train@<variant>`."
+            f"{rerun('train@<variant>', 'its train stage')}."
         ) from None
     return model, payload

@@ -30,7 +30,7 @@ POWER = 0.80  # the power at which the minimum detectable effect is stated
 
 
 @dataclass(frozen=True)
-class Test:
+class TTest:
     """One comparison of a variant with a reference, over seeds (micro-F1 in [0, 1] units)."""
 
     diff: float  # mean of the variant minus mean of the reference
@@ -40,6 +40,7 @@ class Test:
     se: float | None  # standard error of the difference
     df: float | None  # degrees of freedom of its t distribution
     method: str = "welch"  # welch | paired
+    sd_diff: float | None = None  # paired: the sample sd of the per-seed differences
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -59,25 +60,25 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float | None, fl
     return mean, sd, mean - half, mean + half
 
 
-def _t_test(diff: float, se: float, df: float, method: str) -> Test:
+def _t_test(diff: float, se: float, df: float, method: str, sd_diff: float | None = None) -> TTest:
     """The two-sided t-test of ``diff`` with standard error ``se`` on ``df`` degrees of freedom:
     p = 2 P(T_df > |diff| / se), CI diff +- t(0.975, df) se.  With se = 0 (every seed scored,
     or moved, the same) the test is undefined: equal means are no effect, unequal ones are."""
     if se == 0:
-        return Test(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, df, method)
+        return TTest(diff, diff, diff, 1.0 if diff == 0 else 0.0, 0.0, df, method, sd_diff)
     p = float(2 * special.stdtr(df, -abs(diff) / se))
     half = float(special.stdtrit(df, 0.975)) * se
-    return Test(diff, diff - half, diff + half, p, se, df, method)
+    return TTest(diff, diff - half, diff + half, p, se, df, method, sd_diff)
 
 
-def welch(a: list[float], b: list[float]) -> Test:
+def welch(a: list[float], b: list[float]) -> TTest:
     """Welch's t-test of mean(a) vs mean(b) over seeds, with the 95% CI of the difference.
 
     Unequal variances allowed: se^2 = va/na + vb/nb, Welch-Satterthwaite degrees of freedom.
     """
     diff = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
-        return Test(diff, None, None, None, None, None)
+        return TTest(diff, None, None, None, None, None)
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     se = math.sqrt(va + vb)
     if se == 0:  # no spread to weigh the degrees of freedom by: the pooled count
@@ -86,7 +87,7 @@ def welch(a: list[float], b: list[float]) -> Test:
     return _t_test(diff, se, df, "welch")
 
 
-def paired(a: list[float], b: list[float]) -> Test:
+def paired(a: list[float], b: list[float]) -> TTest:
     """Student's t-test of the mean per-seed difference a[i] - b[i] (the same seed of two
     variants), with its 95% CI: d = a - b, se = sd(d) / sqrt(n), n - 1 degrees of freedom.
 
@@ -97,8 +98,9 @@ def paired(a: list[float], b: list[float]) -> Test:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     diff, n = float(d.mean()), len(d)
     if n < 2:
-        return Test(diff, None, None, None, None, None, "paired")
-    return _t_test(diff, float(d.std(ddof=1)) / math.sqrt(n), float(n - 1), "paired")
+        return TTest(diff, None, None, None, None, None, "paired")
+    sd = float(d.std(ddof=1))
+    return _t_test(diff, sd / math.sqrt(n), float(n - 1), "paired", sd)
 
 
 def correlation(a: list[float], b: list[float]) -> float | None:

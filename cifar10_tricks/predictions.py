@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.classes import problem as classes_problem
-from stages.io import UserError, require, write_npz
+from cifar10_tricks.classes import problem as classes_problem
+from cifar10_tricks.errors import UserError, rerun
+from cifar10_tricks.files import require, write_npz
 
 FIELDS = ("seeds", "y_true", "pred", "nll", "classes")
 
@@ -46,19 +47,19 @@ def read(path: Path, variant: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
             f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
-            f"rerun its train stage with `dvc repro -f train@{variant}`."
+            f"{rerun(f'train@{variant}', 'its train stage')}."
         ) from None
-    rerun = f"rerun `dvc repro -f train@{variant}`"
+    way_out = rerun(f"train@{variant}")
     n_seeds, n = len(p["seeds"]), len(p["y_true"])
     if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
         raise UserError(
             f"{path}: predictions of shape {p['pred'].shape} do not match {n_seeds} "
-            f"seeds x {n} test images; {rerun}."
+            f"seeds x {n} test images; {way_out}."
         )
     classes = p["classes"].tolist()
     problem = classes_problem(classes) if p["classes"].ndim == 1 else "classes are not a list"
     if problem:
-        raise UserError(f"{path}: {problem}; {rerun}.")
+        raise UserError(f"{path}: {problem}; {way_out}.")
     ints = all(np.issubdtype(p[k].dtype, np.integer) for k in ("seeds", "y_true", "pred"))
     if (
         not ints
@@ -69,6 +70,6 @@ def read(path: Path, variant: str) -> dict[str, np.ndarray]:
         or not np.isfinite(p["nll"]).all()
     ):
         raise UserError(
-            f"{path}: seeds, labels, predicted classes or losses are out of range; {rerun}."
+            f"{path}: seeds, labels, predicted classes or losses are out of range; {way_out}."
         )
     return p

@@ -8,14 +8,11 @@ and a faster import.  Numbers are in percentage points.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.io import atomic_path
-
-if TYPE_CHECKING:
-    from stages.compare import Table
+from cifar10_tricks.comparison import Table, points
+from cifar10_tricks.files import atomic_path
 
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
 VERDICT_COLORS = {"helps": "#2b8a3e", "hurts": "#c92a2a", "no detectable effect": "#4c6ef5"}
@@ -40,7 +37,7 @@ SEED_FIELDS = ("variant", "rung", "seed", "micro_f1", "mean", "ci_low", "ci_high
 
 def _points(x: float | None) -> float | str:
     """[0, 1] units as points, to 4 decimals; an empty CSV cell for none."""
-    return "" if x is None else round(100 * x, 4)
+    return "" if x is None else round(points(x), 4)
 
 
 def seed_rows(table: Table) -> list[dict]:
@@ -69,7 +66,7 @@ def effect_rows(table: Table) -> list[dict]:
             c = row.vs.get(label)
             if c is None:
                 continue
-            t = c.test
+            t = c.result
             rows.append(
                 {
                     "variant": name,
@@ -133,7 +130,7 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     )
     ax.set_title(
         f"Effect of each trick, 95% CI, {table.min_seeds} seed(s); colour: verdict "
-        f"({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
@@ -148,21 +145,21 @@ def dot_plot(table: Table, target: Path) -> None:
     names = list(table.variants)
     fig = Figure(figsize=(9.5, 0.55 * len(names) + 1.8), dpi=120)
     ax = fig.subplots()
-    base = 100 * table.variants[table.baseline].mean
+    base = points(table.variants[table.baseline].mean)
     ax.axvline(base, ls="--", color="#495057", lw=1, zorder=0, label=f"baseline mean {base:.2f}")
     jitter = np.linspace(-0.18, 0.18, max(2, max(r.seeds for r in table.variants.values())))
     for y, name in enumerate(names):
         row = table.variants[name]
         c = row.vs.get("baseline")
         color = "#868e96" if c is None else VERDICT_COLORS.get(c.verdict, "#868e96")
-        scores = 100 * np.array(list(row.scores.values()))
+        scores = np.array([points(v) for v in row.scores.values()])
         ax.scatter(scores, y + jitter[: len(scores)], s=22, color=color, alpha=0.7, lw=0, zorder=3)
         if row.ci_low is not None:
-            ax.plot([100 * row.ci_low, 100 * row.ci_high], [y, y], color=color, lw=2.5)
-        ax.plot(100 * row.mean, y, "D", color=color, ms=7, mec="white")
+            ax.plot([points(row.ci_low), points(row.ci_high)], [y, y], color=color, lw=2.5)
+        ax.plot(points(row.mean), y, "D", color=color, ms=7, mec="white")
         ax.annotate(
-            f"{100 * row.mean:.2f}",
-            (100 * row.mean, y),
+            f"{points(row.mean):.2f}",
+            (points(row.mean), y),
             textcoords="offset points",
             xytext=(0, 8),
             ha="center",
@@ -174,7 +171,7 @@ def dot_plot(table: Table, target: Path) -> None:
     ax.set_ylim(len(names) - 0.5, -0.7)
     left, right = ax.get_xlim()
     if table.chance is not None:
-        chance = 100 * table.chance
+        chance = points(table.chance)
         if chance >= left - 0.02 * (right - left):
             ax.axvline(
                 chance, ls=":", color="#c92a2a", lw=1, zorder=0, label=f"chance {chance:.1f}"
@@ -194,7 +191,7 @@ def dot_plot(table: Table, target: Path) -> None:
     )
     ax.set_title(
         f"micro-F1 by variant, {table.min_seeds} seed(s); colour: vs baseline "
-        f"({table.short_test}, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)

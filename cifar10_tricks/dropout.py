@@ -2,7 +2,7 @@
 
 :class:`MaskStreams` draws each seed's masks from its own NumPy stream; :class:`ReluDropout`
 is the autograd function that applies them to a ReLU's output in place and keeps no mask.
-The model (:mod:`stages.model`) uses them on the CPU; elsewhere torch's ``F.dropout`` draws.
+The model (:mod:`cifar10_tricks.model`) uses them on the CPU; elsewhere torch's ``F.dropout`` draws.
 Measured by `bench_dropout` (one step: no dropout, these masks, torch's).
 """
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from stages.io import UserError
+from cifar10_tricks.errors import UserError
 
 # Safe as a file name, a DVC stage name (train@<name>) and a `dvc exp run -S` key.
 VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
-TESTS = ("paired", "welch")
+METHODS = ("paired", "welch")  # compare.test
 CORRECTIONS = ("holm", "none")
 
 
@@ -106,9 +106,10 @@ def _source(v: str) -> str | None:
     )
 
 
-def _knob(kind, check=None, default: Any = None, **kw):
-    """A dataclass field with the type and range check the loader applies."""
-    meta = {"kind": kind, "check": check}
+def _knob(kind, check=None, default: Any = None, key: str | None = None, **kw):
+    """A dataclass field with the type and range check the loader applies; ``key``: its name
+    in params.yaml where that differs from the field's."""
+    meta = {"kind": kind, "check": check, "key": key}
     if "default_factory" in kw:
         return field(default_factory=kw["default_factory"], metadata=meta)
     return field(default=default, metadata=meta)
@@ -119,7 +120,7 @@ class SyntheticParams:
     """Sizes of the generated CIFAR-format archive used offline and in tests."""
 
     # At most 100,000 / 20,000: a batch file of the generated archive stays under the
-    # size cap that real CIFAR-10 batches are read with (stages.cifar.MAX_MEMBER_BYTES).
+    # size cap that real CIFAR-10 batches are read with (cifar10_tricks.cifar.MAX_MEMBER_BYTES).
     n_train: int = _knob(int, _integer(10, 100_000), default=5000)
     n_test: int = _knob(int, _integer(10, 20_000), default=1000)
     seed: int = _knob(int, _integer(0, MAX_SEED), default=0)
@@ -139,7 +140,7 @@ class TrainParams:
     epochs: int = _knob(int, _integer(1, 10_000), default=10)
     batch_size: int = _knob(int, _integer(1, 100_000), default=64)
     seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: tuple(range(10)))
-    # At most this many seeds train together in one step; auto: stages.device.seeds_per_step.
+    # At most this many seeds train together in one step (auto: device.seeds_per_step).
     seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
     device: str = _knob(str, _device, default="auto")
     precision: str = _knob(str, _one_of(PRECISIONS), default="auto")
@@ -167,9 +168,10 @@ class Variant:
 class CompareParams:
     baseline: str = _knob(str, default="baseline")
     alpha: float = _knob(float, _open_unit, default=0.05)
-    # paired: a t-test on the per-seed differences (seed s of every variant shares its data
-    # order and, for the same init, its initial weights); welch: seeds as independent samples.
-    test: str = _knob(str, _one_of(TESTS), default="paired")
+    # The t-test, params key `test`: paired, on the per-seed differences (seed s of every
+    # variant shares its data order and, for the same init, its initial weights); welch:
+    # seeds as independent samples.
+    method: str = _knob(str, _one_of(METHODS), default="paired", key="test")
     # Family-wise correction of the table's p-values before the verdicts: holm | none.
     correction: str = _knob(str, _one_of(CORRECTIONS), default="holm")
     # Which rung each variant is compared with besides the baseline; a variant not
@@ -230,7 +232,7 @@ def build(cls, raw: Any, where: str):
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{where} must be a mapping of keys to values, not {_show(raw)}.")
-    known = {f.name: f for f in fields(cls)}
+    known = {f.metadata.get("key") or f.name: f for f in fields(cls)}  # by params.yaml key
     unknown = sorted(set(raw) - set(known), key=str)
     if unknown:
         raise ParamsError(
@@ -243,13 +245,13 @@ def build(cls, raw: Any, where: str):
         key = f"{where}.{name}"
         kind, check = f.metadata["kind"], f.metadata["check"]
         if isinstance(kind, type) and hasattr(kind, "__dataclass_fields__"):
-            values[name] = build(kind, raw[name], key)
+            values[f.name] = build(kind, raw[name], key)
             continue
         value = _coerce(raw[name], kind, key)
         problem = check(value) if check else None
         if problem:
             raise ParamsError(f"{key} = {_show(raw[name])} is not allowed; it must be {problem}.")
-        values[name] = tuple(value) if isinstance(value, list) else value
+        values[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
 
 

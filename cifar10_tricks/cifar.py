@@ -28,8 +28,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from stages import classes as class_names
-from stages.io import UserError, atomic_path, require, write_npz
+from cifar10_tricks import classes as class_names
+from cifar10_tricks.errors import UserError, rerun
+from cifar10_tricks.files import atomic_path, require, write_npz
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -459,18 +460,18 @@ def load(path: Path) -> Dataset:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
             f"{path} is not a data file of this project ({type(exc).__name__}: {exc}); "
-            "rerun `dvc repro -f download`."
+            f"{rerun('download')}."
         ) from None
-    rerun = "rerun `dvc repro -f download`"
+    way_out = rerun("download")
     problem = class_names.problem(ds.classes)
     if problem:
-        raise UserError(f"{path}: {problem}; {rerun}.")
+        raise UserError(f"{path}: {problem}; {way_out}.")
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y) or not len(x):
-            raise UserError(f"{path}: {split} arrays have unexpected shapes; {rerun}.")
+            raise UserError(f"{path}: {split} arrays have unexpected shapes; {way_out}.")
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(ds.classes):
-            raise UserError(f"{path}: {split} labels are not class indices; {rerun}.")
+            raise UserError(f"{path}: {split} labels are not class indices; {way_out}.")
     return ds
 
 

@@ -15,7 +15,7 @@ exactly the single model, and :meth:`Net.single` cuts seed s out of a stack as o
 Grouped convolutions, not ``torch.func.vmap``: vmap lowers a batched convolution to a
 grouped one and adds its own work (`bench_stack` times grouped, vmap and one by one).
 Each seed keeps its own initialisation (drawn from its own seed) and, on the CPU, its
-own dropout masks (:mod:`stages.dropout`).
+own dropout masks (:mod:`cifar10_tricks.dropout`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stages.dropout import MaskStreams, ReluDropout
+from cifar10_tricks.dropout import MaskStreams, ReluDropout
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
@@ -79,7 +79,9 @@ class Net(nn.Module):
         for name, shape in _shapes(config.n_classes).items():
             setattr(self, name, _Layer(shape, n))
         self.masks: MaskStreams | None = None  # CPU dropout masks, per seed; made on first use
-        self.memory_format = torch.channels_last  # of the activations; stages.step.prepare sets it
+        self.memory_format = (
+            torch.channels_last
+        )  # of the activations; cifar10_tricks.step.prepare sets it
         self.reset_parameters()
 
     @property
@@ -112,7 +114,7 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, S*3, 32, 32), seed s's in channels 3s..3s+2 -> (S, B, classes)."""
         n, cfg = self.n_seeds, self.config
-        # The stack's layout (stages.device.memory_format), whatever the input's.
+        # The stack's layout (cifar10_tricks.device.memory_format), whatever the input's.
         x = (x.float() * self.scale + self.shift).contiguous(memory_format=self.memory_format)
         for name in ("conv1", "conv2", "conv3"):
             layer = getattr(self, name)

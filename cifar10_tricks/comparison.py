@@ -1,0 +1,134 @@
+"""The comparison's result types: a variant against a reference rung, a row per variant, the table.
+
+Built by the `compare` stage from :mod:`cifar10_tricks.inference`'s t-tests; written as
+comparison.json by :meth:`Table.to_json`, as Markdown by :mod:`cifar10_tricks.writeup`, and
+charted by :mod:`cifar10_tricks.charts`.  Scores are micro-F1 in [0, 1] units throughout;
+:func:`points` is the one conversion to percentage points for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cifar10_tricks.inference import POWER, TTest
+
+LABELS = ("baseline", "parent")  # the references each variant is compared with, in JSON order
+
+
+def points(x: float | None) -> float | None:
+    """[0, 1] units as percentage points (None stays None)."""
+    return None if x is None else 100 * x
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A variant against one reference rung (micro-F1 in [0, 1] units)."""
+
+    reference: str
+    result: TTest  # the t-test's difference, interval and p-value
+    p_adjusted: float | None  # None: too few seeds to test
+    mde: float | None  # minimum detectable effect at the table's level and power
+    verdict: str  # helps | hurts | no detectable effect | needs >= 2 seeds per variant
+    r: float | None  # correlation of the two variants' scores over their shared seeds
+    fallback: str | None = None  # why a paired comparison fell back to Welch's test
+
+    @property
+    def method(self) -> str:
+        """The test as every output names it: paired | welch | welch (<why>)."""
+        return f"{self.result.method} ({self.fallback})" if self.fallback else self.result.method
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant: micro-F1 over seeds, and its comparisons by label (baseline, parent)."""
+
+    mean: float
+    std: float
+    ci_low: float | None  # None with one seed
+    ci_high: float | None
+    seeds: int
+    vs: dict[str, Comparison]  # a label is absent where the reference is the variant itself
+    scores: dict[int, float]  # seed -> micro-F1
+    clipped: bool = False  # the t-interval reached past [0, 1] and was cut there
+
+
+@dataclass(frozen=True)
+class Table:
+    """The whole comparison, variants in ladder order."""
+
+    variants: dict[str, Row]
+    alpha: float
+    baseline: str
+    correction: str
+    comparisons: int  # tests in the family the correction covers
+    mde_level: float  # the level the detectable effects are stated at
+    typical_sd: float | None  # of the scores (welch) or of the per-seed differences (paired)
+    seeds_for_half_point: int | None
+    method: str = "paired"  # the t-test, params key compare.test: paired | welch
+    power: float = POWER
+    chance: float | None = None  # 1 / the number of classes: a model that guesses
+
+    @property
+    def method_text(self) -> str:
+        """The t-test in words, as every output names it."""
+        if self.method == "paired":
+            return "paired t-test on per-seed differences (two-sided)"
+        return "Welch's t-test over seeds (two-sided)"
+
+    @property
+    def method_short(self) -> str:
+        return "paired t" if self.method == "paired" else "Welch"
+
+    @property
+    def adjusted(self) -> str:
+        """How the verdicts' p-values were corrected, in the words every output uses."""
+        return "Holm-adjusted" if self.correction == "holm" else "unadjusted"
+
+    @property
+    def min_seeds(self) -> int:
+        return min((r.seeds for r in self.variants.values()), default=0)
+
+    def to_json(self) -> dict:
+        """comparison.json: per variant, flat ``<field>_vs_<label>`` keys (points as [0, 1])."""
+        variants = {}
+        for name, row in self.variants.items():
+            out = {
+                "micro_f1": row.mean,
+                "micro_f1_sd": row.std,
+                "ci95_low": row.ci_low,
+                "ci95_high": row.ci_high,
+                "ci95_clipped": row.clipped,
+                "seeds": row.seeds,
+            }
+            for label in LABELS:
+                if label in row.vs:
+                    c = row.vs[label]
+                    out.update(
+                        {
+                            f"vs_{label}": c.reference,
+                            f"diff_vs_{label}": c.result.diff,
+                            f"ci95_low_vs_{label}": c.result.ci_low,
+                            f"ci95_high_vs_{label}": c.result.ci_high,
+                            f"p_vs_{label}": c.result.p,
+                            f"p_adj_vs_{label}": c.p_adjusted,
+                            f"mde_vs_{label}": c.mde,
+                            f"verdict_vs_{label}": c.verdict,
+                            f"test_vs_{label}": c.method,
+                            f"r_vs_{label}": c.r,
+                        }
+                    )
+            variants[name] = out
+        return {
+            "test": self.method_text,
+            "method": self.method,
+            "alpha": self.alpha,
+            "baseline": self.baseline,
+            "correction": self.correction,
+            "comparisons": self.comparisons,
+            "mde_level": self.mde_level,
+            "power": self.power,
+            "typical_sd": self.typical_sd,
+            "typical_sd_of": "per-seed differences" if self.method == "paired" else "scores",
+            "seeds_for_half_point": self.seeds_for_half_point,
+            "variants": variants,
+        }

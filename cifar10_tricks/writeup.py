@@ -1,0 +1,151 @@
+"""comparison.md, the comparison for people: the answer first, then every comparison, then every
+seed, in percentage points."""
+
+from __future__ import annotations
+
+from cifar10_tricks.comparison import Comparison, Row, Table, points
+
+
+def _pts(x: float | None, signed: bool = True) -> str:
+    """[0, 1] units as percentage points, two decimals ("—" for none)."""
+    return "—" if x is None else f"{points(x):+.2f}" if signed else f"{points(x):.2f}"
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.3g}"
+
+
+def _unseen(c: Comparison) -> str:
+    """How large an effect this comparison could have missed, in words."""
+    if c.mde is not None:
+        return f"an effect under {_pts(c.mde, False)} points could go unseen"
+    return "the seeds spread so widely that even an effect of more than 200 points could go unseen"
+
+
+def _effect(c: Comparison) -> str:
+    """'+1.23 [+0.40, +2.06] vs ref': a difference with its 95% CI, in points."""
+    t = c.result
+    ci = f" [{_pts(t.ci_low)}, {_pts(t.ci_high)}]" if t.ci_low is not None else ""
+    return f"{_pts(t.diff)}{ci} vs {c.reference}"
+
+
+def answer(table: Table) -> list[str]:
+    """The lead of comparison.md: each rung's trick against the rung it builds on."""
+    groups: dict[str, list[str]] = {"helps": [], "hurts": [], "no detectable effect": []}
+    for name, row in table.variants.items():
+        c = row.vs.get("parent")
+        if c is None or c.verdict not in groups:
+            continue
+        text = f"{name} ({_effect(c)}"
+        if c.verdict == "no detectable effect":
+            text += f"; {_unseen(c)}"
+        groups[c.verdict].append(text + ")")
+    family = (
+        f"Holm-adjusted over the table's {table.comparisons} comparisons"
+        if table.correction == "holm"
+        else f"unadjusted, {table.comparisons} comparisons"
+    )
+    fallbacks = sorted(
+        {c.method for r in table.variants.values() for c in r.vs.values() if c.fallback}
+    )
+    lines = [
+        "## Does each trick help?",
+        "",
+        f"Each rung against the rung it builds on: difference in mean test micro-F1 in points "
+        f"with its 95% CI, over {table.min_seeds} seeds; {table.method_text}, {family}, "
+        f"alpha {table.alpha}."
+        + (
+            f" Some comparisons fell back to Welch's test: {'; '.join(fallbacks)}."
+            if fallbacks
+            else ""
+        ),
+        "",
+    ]
+    for key, title in (
+        ("helps", "Helps"),
+        ("hurts", "Hurts"),
+        ("no detectable effect", "Could not be told apart"),
+    ):
+        lines.append(f"- **{title}:** " + ("; ".join(groups[key]) if groups[key] else "none") + ".")
+    if table.typical_sd is not None:
+        need = table.seeds_for_half_point
+        lines += [
+            "",
+            (
+                f"Spread of the per-seed differences: sd {_pts(table.typical_sd, False)} points "
+                "(the median over comparisons)"
+                if table.method == "paired"
+                else f"Seed-to-seed spread: sd {_pts(table.typical_sd, False)} points (the "
+                "median over variants)"
+            )
+            + ". At that spread a half-point effect needs "
+            + (f"about {need} seeds per variant" if need else "more than 1,000 seeds per variant")
+            + f" to be detected with {table.power:.0%} power at the level used here "
+            f"({table.mde_level:.3g})"
+            + (
+                f"; `dvc exp run -S 'train.seeds=[{','.join(map(str, range(need)))}]'` sets them."
+                if need and need <= 40
+                else "."
+            ),
+        ]
+    return lines
+
+
+def markdown(table: Table) -> str:
+    """The comparison for people: the answer first, then the full table (Markdown, points)."""
+
+    def cell(row: Row, label: str) -> str:
+        c = row.vs.get(label)
+        if c is None:
+            return "—"
+        adj = (
+            f", adj. {_p(c.p_adjusted)}"
+            if table.correction != "none" and c.p_adjusted is not None
+            else ""
+        )
+        mde = (
+            f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
+            if c.verdict == "no detectable effect"
+            else ""
+        )
+        r = f", r={c.r:.2f}" if c.r is not None else ""
+        other = f", {c.method}" if c.method != table.method else ""
+        return f"{_effect(c)} (p={_p(c.result.p)}{adj}, {c.verdict}{mde}{r}{other})"
+
+    def ci(row: Row) -> str:
+        if row.ci_low is None:
+            return "— (one seed)"
+        clipped = " (cut at the scale's end)" if row.clipped else ""
+        return f"{points(row.ci_low):.2f} – {points(row.ci_high):.2f}{clipped}"
+
+    lines = answer(table) + [
+        "",
+        "## All comparisons",
+        "",
+        f"Test micro-F1 (%), mean ± sd over seeds and the 95% CI of the mean; differences in "
+        f"points with their 95% CI; {table.method_text}, p-values {table.adjusted} for the "
+        f"verdict at alpha {table.alpha}; MDE: the difference this run would detect with "
+        f"{table.power:.0%} power; r: the correlation of the two variants' scores over seeds.",
+        "",
+        "| variant | micro-F1 | 95% CI | vs baseline | vs parent rung |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in table.variants.items():
+        lines.append(
+            f"| {name} | {points(row.mean):.2f} ± {points(row.std):.2f} | {ci(row)} "
+            f"| {cell(row, 'baseline')} | {cell(row, 'parent')} |"
+        )
+    seeds = sorted({s for row in table.variants.values() for s in row.scores})
+    lines += [
+        "",
+        "## Every seed",
+        "",
+        "Test micro-F1 (%) of each seed; seed s of every variant saw the same data order.",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "| --- |" + " --- |" * len(seeds),
+    ]
+    for name, row in table.variants.items():
+        cells = [f"{points(row.scores[s]):.2f}" if s in row.scores else "—" for s in seeds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

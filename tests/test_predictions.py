@@ -1,0 +1,72 @@
+"""The predictions file: read back as written, and refused, naming its train stage, when missing,
+torn, of the wrong shape or hand-edited out of range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar10_tricks import predictions
+from cifar10_tricks.errors import UserError
+
+CLASSES = tuple("abcdefghij")
+
+
+def _predictions(path, seeds=(3, 5), n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
+    nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
+    predictions.write(path, seeds, y, pred, nll, CLASSES)
+    return y, pred, nll
+
+
+def test_read_gives_back_what_write_wrote(tmp_path):
+    y, pred, nll = _predictions(tmp_path / "p.npz")
+    p = predictions.read(tmp_path / "p.npz", "v")
+    assert p["seeds"].tolist() == [3, 5] and p["classes"].tolist() == list(CLASSES)
+    assert np.array_equal(p["y_true"], y) and np.array_equal(p["pred"], pred)
+    assert p["nll"].dtype == np.float32 and np.array_equal(p["nll"], nll)
+
+
+def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
+        predictions.read(tmp_path / "missing.npz", "v")
+    _predictions(tmp_path / "p.npz")
+    blob = (tmp_path / "p.npz").read_bytes()
+    (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
+        predictions.read(tmp_path / "p.npz", "v")
+    predictions.write(
+        tmp_path / "q.npz",
+        (0, 1),
+        np.zeros(5, int),
+        np.zeros((1, 5), int),
+        np.zeros((1, 5), np.float32),
+        CLASSES,
+    )
+    with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
+        predictions.read(tmp_path / "q.npz", "v")
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        ({"pred": np.full((2, 5), 10)}, "out of range"),
+        ({"nll": np.full((2, 5), np.nan, np.float32)}, "out of range"),
+        ({"seeds": np.array([1, 1])}, "out of range"),
+        ({"classes": np.array(["a", "accuracy"] + list("cdefghij"))}, "report key"),
+        ({"classes": np.array(["a", "a"] + list("cdefghij"))}, "given twice"),
+    ],
+)
+def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
+    fields = {
+        "seeds": np.array([0, 1]),
+        "y_true": np.zeros(5, np.int64),
+        "pred": np.zeros((2, 5), np.int64),
+        "nll": np.ones((2, 5), np.float32),
+        "classes": np.array(CLASSES),
+    }
+    np.savez(tmp_path / "p.npz", **{**fields, **edit})
+    with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v`"):
+        predictions.read(tmp_path / "p.npz", "v")
