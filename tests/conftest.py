@@ -10,10 +10,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from cifar10_tricks import cifar
+from cifar10_tricks import cifar, predictions
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +92,16 @@ def fake_results(root, scores):
             curves.mkdir(parents=True)
             (curves / "acc.tsv").write_text(f"step\tacc\n1\t{v - 0.1}\n2\t{v}\n")
             (curves / "loss.tsv").write_text(f"step\tloss\n1\t{1.1 - v}\n2\t{1 - v}\n")
+
+
+CLASSES = tuple("abcdefghij")  # ten plain class names
+
+
+def write_predictions(path, seeds=(3, 5), n=60, seed=0):
+    """A predictions file of ``seeds`` on ``n`` test images, about 70% right; its arrays."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
+    nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
+    predictions.write(path, seeds, y, pred, nll, CLASSES)
+    return y, pred, nll

@@ -8,11 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cifar10_tricks import predictions
 from stages import evaluate
-from tests.conftest import run_python
-
-CLASSES = tuple("abcdefghij")
+from tests.conftest import CLASSES, run_python, write_predictions
 
 
 def test_micro_f1_is_accuracy_and_per_class_is_complete():
@@ -28,17 +25,8 @@ def test_micro_f1_is_accuracy_and_per_class_is_complete():
     assert s["confusion"][1][2] == 1  # actual b predicted c
 
 
-def _predictions(path, seeds=(3, 5), n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
-    nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
-    predictions.write(path, seeds, y, pred, nll, CLASSES)
-    return y, pred, nll
-
-
 def test_stage_writes_metrics_report_and_confusion(tmp_path):
-    y, pred, nll = _predictions(tmp_path / "p.npz")
+    y, pred, nll = write_predictions(tmp_path / "p.npz")
     out = tmp_path / "results" / "v"
     evaluate.main(["--variant", "v", "--predictions", str(tmp_path / "p.npz"), "--out", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
@@ -61,7 +49,7 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
 
 def test_stage_imports_no_torch(tmp_path):
     """Scoring needs NumPy and scikit-learn only: no torch import, no CUDA context."""
-    _predictions(tmp_path / "p.npz")
+    write_predictions(tmp_path / "p.npz")
     code = (
         "import sys; from stages import evaluate; "
         "evaluate.main(['--variant', 'v', '--predictions', "

@@ -225,7 +225,10 @@ def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tupl
         deadline = time.time() + 600
         while time.time() < deadline:
             status = proj.dvc("queue", "status").stdout
-            if "Queued" not in status and "Running" not in status:
+            ended = sum(status.count(word) for word in ("Success", "Failed"))
+            # Between two tasks a worker can list neither as queued nor running: wait until
+            # every task has ended.
+            if "Queued" not in status and "Running" not in status and ended >= len(values):
                 break
             time.sleep(5)
     finally:

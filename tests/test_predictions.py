@@ -8,21 +8,11 @@ import pytest
 
 from cifar10_tricks import predictions
 from cifar10_tricks.errors import UserError
-
-CLASSES = tuple("abcdefghij")
-
-
-def _predictions(path, seeds=(3, 5), n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
-    nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
-    predictions.write(path, seeds, y, pred, nll, CLASSES)
-    return y, pred, nll
+from tests.conftest import CLASSES, write_predictions
 
 
 def test_read_gives_back_what_write_wrote(tmp_path):
-    y, pred, nll = _predictions(tmp_path / "p.npz")
+    y, pred, nll = write_predictions(tmp_path / "p.npz")
     p = predictions.read(tmp_path / "p.npz", "v")
     assert p["seeds"].tolist() == [3, 5] and p["classes"].tolist() == list(CLASSES)
     assert np.array_equal(p["y_true"], y) and np.array_equal(p["pred"], pred)
@@ -32,7 +22,7 @@ def test_read_gives_back_what_write_wrote(tmp_path):
 def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
         predictions.read(tmp_path / "missing.npz", "v")
-    _predictions(tmp_path / "p.npz")
+    write_predictions(tmp_path / "p.npz")
     blob = (tmp_path / "p.npz").read_bytes()
     (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
