@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors and plain values (no pickled module), loaded w
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,8 +27,13 @@ def save(model: Net, path: Path, **extra) -> None:
         "seed": model.seeds[0],
         **extra,
     }
+    # Serialised in memory, then written: torch.save names the zip's records after the file it
+    # writes to, which atomic_path makes with a random name; a buffer's records are always
+    # "archive/...", so the same model gives the same bytes.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> tuple[Net, dict]:

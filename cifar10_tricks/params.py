@@ -4,7 +4,9 @@ The stages that read params (download, train, compare) call :func:`load` and use
 sections ``dvc.yaml`` lists as their params, so an edit elsewhere reruns nothing.  The
 whole file is validated on every load, so a typo anywhere fails at the first such stage
 with a message that names the key, the value and what is allowed, never halfway through
-a run.
+a run.  Every key is required: a stage never runs with a value that params.yaml (and so
+`dvc params diff`) does not show.  The dataclasses' defaults are for code that builds them
+directly (tests, benchmarks); the loader never falls back on them.
 
 Sections: ``data`` (download), ``train`` (train), ``variants`` (train, one entry per
 variant; compare, their names and order), ``compare`` (compare).
@@ -226,6 +228,19 @@ def _coerce(value: Any, kind, where: str):
     return value
 
 
+def _allowed(f) -> str:
+    """What field ``f`` must hold, in the words of its check (or its type)."""
+    kind, check = f.metadata["kind"], f.metadata["check"]
+    if isinstance(kind, type) and hasattr(kind, "__dataclass_fields__"):
+        return "a mapping with the keys " + ", ".join(
+            g.metadata.get("key") or g.name for g in fields(kind)
+        )
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # A value every check refuses, so that it answers with what it allows.
+    refused = float("nan") if {int, float} & set(kinds) - {str} else [] if list in kinds else ""
+    return (check(refused) if check else None) or _type_name(kind)
+
+
 def build(cls, raw: Any, where: str):
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and bad values."""
     if raw is None:
@@ -238,10 +253,15 @@ def build(cls, raw: Any, where: str):
         raise ParamsError(
             f"{where}: unknown key {_show(unknown[0])}; allowed keys are " + ", ".join(known) + "."
         )
+    missing = [name for name in known if name not in raw]
+    if missing:
+        name = missing[0]
+        raise ParamsError(
+            f"params.yaml: {where}.{name} is missing; it must be {_allowed(known[name])}. "
+            "Every key is required, so that what a stage runs with is what DVC records: add it."
+        )
     values = {}
     for name, f in known.items():
-        if name not in raw:
-            continue
         key = f"{where}.{name}"
         kind, check = f.metadata["kind"], f.metadata["check"]
         if isinstance(kind, type) and hasattr(kind, "__dataclass_fields__"):
@@ -287,6 +307,11 @@ def parse(raw: Any) -> Params:
         raise ParamsError(
             f"variants: {_show(clash)} differs from another name only in case; the two would share "
             "a results folder on some file systems. Rename one."
+        )
+    absent = next((k for k in allowed if k not in raw), None)
+    if absent:
+        raise ParamsError(
+            f"params.yaml has no `{absent}` section; it needs all of " + ", ".join(allowed) + "."
         )
     compare = build(CompareParams, raw.get("compare"), "compare")
     if compare.baseline not in variants:

@@ -129,11 +129,10 @@ def train_seeds(
                 "test/loss": test_loss[s],
                 "test/acc": test_acc[s],
                 "lr": float(lr),
-                "seconds": seconds,
             }
-            histories[seed].append(row)
+            histories[seed].append(row)  # saved with the model: no wall time in it
             if on_epoch:
-                on_epoch(seed, epoch, row)
+                on_epoch(seed, epoch, row, seconds)
     if precision != "fp32":
         pred, nll = evaluate_split(model, data.x_test, data.y_test, "fp32")
     return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         time.perf_counter() - begun,
     )
 
-    def report(seed, epoch, row):
+    def report(seed, epoch, row, seconds):
         log.info(
             "%s seed %d epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% "
             "| lr %.2e | %.2f s",
@@ -222,15 +221,15 @@ def main(argv: list[str] | None = None) -> None:
             row["test/loss"],
             100 * row["test/acc"],
             row["lr"],
-            row["seconds"],
+            seconds,
         )
         if epoch == 0 and seed == groups[0][0] and tp.epochs * len(groups) > 1:
-            total = row["seconds"] * tp.epochs * len(groups)
+            total = seconds * tp.epochs * len(groups)
             log.info(
                 "train %s: the first epoch took %.1f s, so all %d epoch(s) of %d stack(s) need "
                 "about %s",
                 args.variant,
-                row["seconds"],
+                seconds,
                 tp.epochs,
                 len(groups),
                 f"{total / 60:.1f} min" if total >= 90 else f"{total:.0f} s",

@@ -105,3 +105,16 @@ def write_predictions(path, seeds=(3, 5), n=60, seed=0):
     nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
     predictions.write(path, seeds, y, pred, nll, CLASSES)
     return y, pred, nll
+
+
+def project_params(path: Path, variants: list[str], **compare) -> Path:
+    """The project's params.yaml at ``path`` with only ``variants`` (each the baseline's knobs)
+    and ``compare`` keys changed: every key present, as the loader requires."""
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    knobs = raw["variants"]["baseline"]
+    raw["variants"] = {name: dict(knobs) for name in variants}
+    raw["compare"].update({"baseline": variants[0], "parents": {}, **compare})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

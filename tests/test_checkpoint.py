@@ -38,3 +38,17 @@ def test_torn_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "m.pt").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(UserError, match="not a usable checkpoint"):
         checkpoint.load(tmp_path / "m.pt")
+
+
+def test_the_same_model_gives_the_same_bytes_under_any_name(tmp_path):
+    """No temporary file name or timestamp gets into a checkpoint: DVC sees an identical retrain
+    as unchanged."""
+    import zipfile
+
+    model = Net(ModelConfig(), (5,))
+    checkpoint.save(model, tmp_path / "a" / "seed_5.pt", variant="v", history=[{"lr": 0.1}])
+    checkpoint.save(model, tmp_path / "b" / "other.pt", variant="v", history=[{"lr": 0.1}])
+    first, second = (tmp_path / "a" / "seed_5.pt").read_bytes(), (tmp_path / "b" / "other.pt")
+    assert first == second.read_bytes()
+    names = zipfile.ZipFile(tmp_path / "a" / "seed_5.pt").namelist()
+    assert all(n.startswith("archive/") for n in names), names

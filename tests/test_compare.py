@@ -12,7 +12,7 @@ import pytest
 from cifar10_tricks import inference, params, writeup
 from cifar10_tricks.errors import UserError
 from stages import compare
-from tests.conftest import fake_results
+from tests.conftest import fake_results, project_params
 
 
 def by_seed(scores: dict[str, list[float]]) -> dict[str, dict[int, float]]:
@@ -117,8 +117,7 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
         "extra_variant": [0.5, 0.52, 0.5],
     }
     fake_results(tmp_path / "results", scores)
-    raw = {"variants": {n: {} for n in names}, "compare": {"correction": "none"}}
-    (tmp_path / "params.yaml").write_text(json.dumps(raw))  # JSON is YAML
+    project_params(tmp_path / "params.yaml", names, correction="none")
     out = tmp_path / "compare"
     compare.main(
         [
@@ -174,7 +173,7 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
 
 
 def test_missing_results_name_the_stage(tmp_path):
-    (tmp_path / "params.yaml").write_text(json.dumps({"variants": {"baseline": {}}}))
+    project_params(tmp_path / "params.yaml", ["baseline"])
     with pytest.raises(UserError, match="evaluate@baseline"):
         compare.main(
             [
@@ -192,7 +191,7 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     """Ctrl-C while compare writes: its eight files are all the old ones, none half-new."""
     names = ["baseline", "other"]
     fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
-    (tmp_path / "params.yaml").write_text(json.dumps({"variants": {n: {} for n in names}}))
+    project_params(tmp_path / "params.yaml", names)
     args = [
         "--params",
         str(tmp_path / "params.yaml"),

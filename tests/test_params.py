@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,25 @@ def test_a_one_key_set_changes_one_line_of_params_yaml(tmp_path, key, value):
     ]
     assert len(changed) == 2, changed  # one line out, one line in
     assert params.load(path) is not None  # and it still validates
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        (("train", "epochs"), "train.epochs is missing; it must be an integer from 1 to 10,000"),
+        (("train", "seeds_per_step"), "train.seeds_per_step is missing; it must be auto or"),
+        (("variants", "baseline", "l1"), "variants.baseline.l1 is missing; it must be a number"),
+        (("data", "md5"), "data.md5 is missing; it must be null or 32"),
+        (("data", "synthetic"), "data.synthetic is missing; it must be a mapping with the keys"),
+        (("compare", "test"), "compare.test is missing; it must be one of paired, welch"),
+        (("compare",), "params.yaml has no `compare` section"),
+    ],
+)
+def test_a_missing_key_is_an_error_naming_it_and_what_it_holds(raw, path, says):
+    """No default hides in code: what a stage runs with is what params.yaml (and DVC) shows."""
+    where = raw
+    for key in path[:-1]:
+        where = where[key]
+    del where[path[-1]]
+    with pytest.raises(params.ParamsError, match=re.escape(says)):
+        params.parse(raw)
