@@ -1,4 +1,4 @@
-"""Benchmark: what dropout adds to one training step, with the project's masks and with torch's.
+"""Benchmark: what dropout adds to one training step, with each of the project's two mask sources.
 
     python -m benchmarks.bench_dropout [--rounds 8] [--steps 10] [--p 0.2]
 
@@ -8,7 +8,9 @@ Times forward + backward of the CNN at batch 64 on the CPU three ways, alternati
   none      no dropout
   streams   dropout after each conv layer's ReLU with the project's CPU masks
             (cifar10_tricks.dropout.MaskStreams, applied in place, scaled after the pool)
-  torch     the same dropout with torch's F.dropout (a Bernoulli draw per activation)
+  hashed    the same dropout with the masks every device but the CPU draws
+            (cifar10_tricks.dropout.hashed_keep: a hash of seed, layer, step and index),
+            here on the CPU
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ def main() -> None:
     y = torch.randint(0, 10, (64,))
 
     models = {}
-    for name in ("none", "streams", "torch"):
+    for name in ("none", "streams", "hashed"):
         model = Net(ModelConfig(dropout_conv=0.0 if name == "none" else args.p)).to(
             memory_format=torch.channels_last
         )
-        if name == "torch":  # the model's own off-CPU path, on the CPU
-            model._relu_dropout = model._relu_torch_dropout
+        if name == "hashed":  # the model's own off-CPU path, on the CPU
+            model.cpu_masks = "hashed"
         models[name] = model
         for _ in range(3):  # warm-up
             F.nll_loss(model(x)[0], y).backward()

@@ -165,25 +165,17 @@ def memory_format(device: torch.device, n_seeds: int) -> torch.memory_format:
     return torch.channels_last
 
 
-# Device memory one seed takes in a stacked step, with room to spare: evaluating a batch of
-# 256 test images holds ~30 MB of conv1 activations per seed (fp32), training a batch of 64
-# ~25 MB of saved activations; Adam's state is ~2 MB.
-SEED_BYTES = 128 * 2**20
-
-
-def seeds_per_step(requested: int | str, n_seeds: int, device: torch.device, precision: str) -> int:
-    """How many seeds share one step: ``train.seeds_per_step``, or for ``auto`` all that fit
-    half the free memory of a GPU (on CUDA at most ``CUDA_STACK_CAP``, once measured), and one
-    on a CPU, where a stack trains fewer images per second per model than seeds one after
-    another (`bench_train --seeds`, `bench_stack`)."""
+def seeds_per_step(requested: int | str, n_seeds: int, device: torch.device) -> int:
+    """How many seeds share one step: ``train.seeds_per_step``, or for ``auto`` a constant of
+    the device type, never of free memory (which would make a result depend on what else the
+    GPU was running): every seed of the variant in one stack on a GPU (on CUDA at most
+    ``CUDA_STACK_CAP``, once measured), and one on a CPU, where a stack trains fewer images
+    per second per model than seeds one after another (`bench_train --seeds`, `bench_stack`).
+    A stack that does not fit stops the train stage, naming this param as the way out."""
     if requested != "auto":
         return max(1, min(int(requested), n_seeds))
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-    elif device.type == "mps":
-        free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
-    else:
+    if device.type == "cpu":
         return 1
-    bytes_per_seed = SEED_BYTES // (2 if precision == "bf16" else 1)
-    fit = max(1, min(n_seeds, int(free * 0.5) // bytes_per_seed))
-    return min(fit, CUDA_STACK_CAP) if device.type == "cuda" and CUDA_STACK_CAP else fit
+    if device.type == "cuda" and CUDA_STACK_CAP:
+        return min(n_seeds, CUDA_STACK_CAP)
+    return n_seeds

@@ -1,9 +1,16 @@
-"""Dropout on the CPU: exact Bernoulli masks from fast seeded generators, applied in place.
+"""Dropout masks that are each seed's own, whatever stack the seed trains in.
 
-:class:`MaskStreams` draws each seed's masks from its own NumPy stream; :class:`ReluDropout`
-is the autograd function that applies them to a ReLU's output in place and keeps no mask.
-The model (:mod:`cifar10_tricks.model`) uses them on the CPU; elsewhere torch's ``F.dropout`` draws.
-Measured by `bench_dropout` (one step: no dropout, these masks, torch's).
+Two sources, each a function of (seed, layer, step) and the activation's place alone, never of
+the other seeds in the stack, its size, the seed's position in it or the device's model:
+
+- On the CPU, :class:`MaskStreams` draws each seed's masks from its own NumPy stream and
+  :class:`ReluDropout` applies them to a ReLU's output in place, keeping no mask: the fast path
+  there (`bench_dropout`: no dropout, these masks, torch's).
+- Everywhere else (CUDA, MPS), :func:`hashed_keep`: a counter-based hash of (seed, layer,
+  step, element index) in plain integer torch ops, with the step counter a tensor on the
+  device, so a CUDA graph replays it and its warm-up can be undone.  The same ops run on the
+  CPU, so the tests prove the property there on the path a GPU takes; a given seed gets the
+  same masks on every device.
 """
 
 from __future__ import annotations
@@ -96,3 +103,73 @@ class ReluDropout(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (y,) = ctx.saved_tensors
         return torch.ops.aten.threshold_backward(grad, y, 0), None, None
+
+
+# --- counter-based masks (the path off the CPU) ----------------------------------------------
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for int64 ``x`` in [0, 2**32) and a constant ``c`` < 2**32, with no
+    int64 overflow (signed overflow is undefined behaviour in torch's kernels)."""
+    return ((x & 0xFFFF) * c + (((x >> 16) * c) & 0xFFFF) * 65536) & _M32
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finaliser: every input bit reaches every output bit."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def seed_keys(seeds: torch.Tensor, layer: int, step: torch.Tensor) -> torch.Tensor:
+    """Each seed's 32-bit key for ``layer`` at training step ``step`` (a 0-d int64 tensor)."""
+    salt = _fmix32(((step & _M32) * 8 + layer + _DROPOUT_STREAM * 65536) & _M32)
+    return _fmix32(_fmix32(seeds & _M32) ^ salt)
+
+
+def hashed_keep(
+    shape: tuple[int, ...],
+    seeds: torch.Tensor,
+    layer: int,
+    step: torch.Tensor,
+    p: float,
+    cache: dict | None = None,
+) -> torch.Tensor:
+    """Which activations dropout keeps (bool, ``shape``), each with probability 1 - p (to
+    2^-32), for the S seeds of a stack: ``shape`` is conv activations (B, S*C, H, W) or dense
+    ones (S, B, F).  An activation's draw hashes its seed's key with its index among that
+    seed's own activations (in (b, c, h, w) or (b, f) order), so it is the same in any stack.
+    ``cache`` keeps the hashed indices per shape: they do not change from step to step."""
+    keys = seed_keys(seeds, layer, step)
+    n = len(seeds)
+    where = (shape, seeds.device)
+    spread = None if cache is None else cache.get(where)
+    if spread is None:
+        spread = _mul32(_element_index(shape, n, seeds.device) & _M32, 0x9E3779B1)
+        if cache is not None:
+            cache[where] = spread
+    if len(shape) == 4:
+        key = keys.repeat_interleave(shape[1] // n).view(1, shape[1], 1, 1)
+    else:
+        key = keys.view(n, 1, 1)
+    return _fmix32(spread ^ key) >= round(p * 2**32)  # dropped: a draw below p's share of 2^32
+
+
+def _element_index(shape: tuple[int, ...], n: int, device) -> torch.Tensor:
+    """Each activation's index among its own seed's, broadcast to ``shape``."""
+    if len(shape) == 4:
+        b, sc, h, w = shape
+        c = sc // n
+        local_c = torch.arange(c, device=device).repeat(n).view(1, sc, 1, 1)
+        rows = torch.arange(b, device=device).view(b, 1, 1, 1) * c + local_c
+        return (rows * h + torch.arange(h, device=device).view(1, 1, h, 1)) * w + torch.arange(
+            w, device=device
+        ).view(1, 1, 1, w)
+    _, b, f = shape
+    return torch.arange(b, device=device).view(1, b, 1) * f + torch.arange(f, device=device).view(
+        1, 1, f
+    )

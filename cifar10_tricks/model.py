@@ -14,8 +14,8 @@ block s is seed s's batch of images; its output is (S, B, classes).  With one se
 exactly the single model, and :meth:`Net.single` cuts seed s out of a stack as one.
 Grouped convolutions, not ``torch.func.vmap``: vmap lowers a batched convolution to a
 grouped one and adds its own work (`bench_stack` times grouped, vmap and one by one).
-Each seed keeps its own initialisation (drawn from its own seed) and, on the CPU, its
-own dropout masks (:mod:`cifar10_tricks.dropout`).
+Each seed keeps its own initialisation (drawn from its own seed) and its own dropout masks
+on every device (:mod:`cifar10_tricks.dropout`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cifar10_tricks.dropout import MaskStreams, ReluDropout
+from cifar10_tricks.dropout import MaskStreams, ReluDropout, hashed_keep
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
@@ -65,6 +65,10 @@ class _Layer(nn.Module):
 
 
 class Net(nn.Module):
+    # Where the CPU's dropout masks come from: "streams" (MaskStreams, the fast path there) or
+    # "hashed", the path every other device takes; the tests run that one on the CPU too.
+    cpu_masks = "streams"
+
     def __init__(self, config: ModelConfig, seeds: tuple[int, ...] = (0,)):
         super().__init__()
         self.config, self.seeds = config, tuple(seeds)
@@ -79,6 +83,11 @@ class Net(nn.Module):
         for name, shape in _shapes(config.n_classes).items():
             setattr(self, name, _Layer(shape, n))
         self.masks: MaskStreams | None = None  # CPU dropout masks, per seed; made on first use
+        # Off the CPU: the seeds and the training steps taken, which hashed masks are drawn from
+        # (on the device, so a CUDA graph reads and advances them; not saved with a model).
+        self.register_buffer("seed_ids", torch.tensor(self.seeds, dtype=torch.int64), False)
+        self.register_buffer("dropout_step", torch.zeros((), dtype=torch.int64), False)
+        self._mask_index: dict = {}  # hashed_keep's per-shape indices, made on first use
         self.memory_format = (
             torch.channels_last
         )  # of the activations; cifar10_tricks.step.prepare sets it
@@ -114,15 +123,17 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, S*3, 32, 32), seed s's in channels 3s..3s+2 -> (S, B, classes)."""
         n, cfg = self.n_seeds, self.config
+        if self.training and (cfg.dropout_conv > 0 or cfg.dropout_dense > 0):
+            self.dropout_step += 1  # one training step: the hashed masks' counter
         # The stack's layout (cifar10_tricks.device.memory_format), whatever the input's.
         x = (x.float() * self.scale + self.shift).contiguous(memory_format=self.memory_format)
-        for name in ("conv1", "conv2", "conv3"):
+        for i, name in enumerate(("conv1", "conv2", "conv3")):
             layer = getattr(self, name)
             x = F.conv2d(x, layer.weight, layer.bias, groups=n)
-            x = self._relu_dropout(x, cfg.dropout_conv, pool=name != "conv3")
+            x = self._relu_dropout(x, cfg.dropout_conv, i, pool=name != "conv3")
         # (S, B, 1024), each seed flattened as (c, h, w)
         x = x.reshape(len(x), n, -1).transpose(0, 1)
-        x = self._relu_dropout(self._dense(self.fc1, x), cfg.dropout_dense)
+        x = self._relu_dropout(self._dense(self.fc1, x), cfg.dropout_dense, 3)
         return F.log_softmax(self._dense(self.fc2, x), dim=-1)
 
     def _dense(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
@@ -130,27 +141,28 @@ class Net(nn.Module):
         w = layer.weight.view(n, -1, layer.weight.shape[1]).transpose(1, 2)  # (S, in, out)
         return torch.baddbmm(layer.bias.view(n, 1, -1), x, w)
 
-    def _relu_dropout(self, x: torch.Tensor, p: float, pool: bool = False) -> torch.Tensor:
+    def _relu_dropout(
+        self, x: torch.Tensor, p: float, layer: int, pool: bool = False
+    ) -> torch.Tensor:
         """ReLU, dropout with drop probability ``p`` where training (the blog's order), then
-        the 2x2 max-pool where ``pool``.
+        the 2x2 max-pool where ``pool``; ``layer`` numbers the dropout (0-2 conv, 3 dense).
 
         On the CPU the masks come from :class:`MaskStreams`, applied in place to the ReLU's
         output, and the kept activations are scaled by 1/(1-p) after the pool: the same
         numbers (a positive scale commutes with max, and rounding is monotone) on a quarter
-        of them.  Elsewhere torch's ``F.dropout`` draws the masks.
+        of them.  Elsewhere :func:`hashed_keep` draws them from (seed, layer, step, index).
         """
-        if self.training and p > 0 and x.device.type == "cpu":
+        if self.training and p > 0 and x.device.type == "cpu" and self.cpu_masks == "streams":
             if self.masks is None:
                 self.masks = MaskStreams(self.seeds)
             x = ReluDropout.apply(x, self.masks, p)
             return (F.max_pool2d(x, 2) if pool else x) * (1.0 / (1.0 - p))
-        return self._relu_torch_dropout(x, p, pool)
-
-    def _relu_torch_dropout(self, x: torch.Tensor, p: float, pool: bool = False) -> torch.Tensor:
-        """The same with torch's ``F.dropout``: the path off the CPU, and outside training."""
         x = F.relu(x)
         if self.training and p > 0:
-            x = F.dropout(x, p, training=True)
+            keep = hashed_keep(
+                tuple(x.shape), self.seed_ids, layer, self.dropout_step, p, self._mask_index
+            )
+            x = x * keep * (1.0 / (1.0 - p))
         return F.max_pool2d(x, 2) if pool else x
 
     def weights(self) -> list[torch.Tensor]:

@@ -98,8 +98,9 @@ class GraphedStep:
     At batch 64 this model's kernels take microseconds; launching them one by one from
     Python costs more than running them.  A graph replays the whole step (indexing,
     forward, backward, Adam) in one launch.  Capture needs a few warm-up steps, so the
-    parameters, Adam's state and the running sums are saved before and restored after:
-    training goes on exactly from where it was, as the eager step would.
+    parameters, the model's buffers (the dropout step counter), Adam's state and the running
+    sums are saved before and restored after: training goes on exactly from where it was, and
+    draws the same masks, as the eager step would.
     """
 
     def __init__(self, step, model: Net, opt, sums: torch.Tensor, n_warmup: int = 3):
@@ -122,16 +123,21 @@ class GraphedStep:
         self._restore(saved)
         return graph, static_idx
 
+    def _tensors(self) -> list[torch.Tensor]:
+        """What a step changes in the model: its weights, and its buffers (the dropout masks'
+        step counter among them, so the warm-up's steps draw no masks of the real ones)."""
+        return [*self.model.parameters(), *self.model.buffers()]
+
     def _snapshot(self):
         state = {p: {k: v.clone() for k, v in st.items()} for p, st in self.opt.state.items()}
-        return [p.detach().clone() for p in self.model.parameters()], state, self.sums.clone()
+        return [t.detach().clone() for t in self._tensors()], state, self.sums.clone()
 
     def _restore(self, saved) -> None:
         """Copy back in place: the graph holds these tensors' addresses."""
-        weights, state, sums = saved
+        tensors, state, sums = saved
         with torch.no_grad():
-            for p, s in zip(self.model.parameters(), weights):
-                p.copy_(s)
+            for t, s in zip(self._tensors(), tensors):
+                t.copy_(s)
             for p, st in self.opt.state.items():  # made with the optimizer: every key is there
                 for k, v in st.items():
                     v.copy_(state[p][k])
@@ -168,9 +174,10 @@ def fresh_stack(
     :func:`cifar10_tricks.device.memory_format` picks), their Adam, the running sums, and the
     step: graphed on CUDA unless ``cuda_graphs`` is off (the test that compares the two).
 
-    Python's, NumPy's and torch's global generators are seeded from the stack's first seed:
-    on a GPU dropout draws from torch's (a seed's own init, shuffling and CPU masks have
-    their own generators).
+    Python's, NumPy's and torch's global generators are seeded from the stack's first seed,
+    though nothing in a step draws from them: a seed's init, shuffling and dropout masks are
+    its own (:mod:`cifar10_tricks.dropout`).  On a device other than the CPU, or where a
+    test sets ``Net.cpu_masks = "hashed"``, the masks are the hashed ones.
     """
     device = data.x_train.device
     seed_everything(seeds[0])

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         ds = loading.result()
     data = to_device(ds, device)
     config = model_config(variant, channel_stats, ds.classes)
-    per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device, precision)
+    per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device)
     groups = seed_groups(tp.seeds, per_step)
     # The work ahead, then (after the first epoch) how long it will take: a CPU run of the
     # default study is hours, and the user should learn that from the run, not the README.
@@ -239,9 +239,18 @@ def main(argv: list[str] | None = None) -> None:
     batches = -(-len(ds.y_train) // tp.batch_size)
     bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}")
     for group in groups:
-        model, group_histories, (pred, nll) = train_seeds(
-            args.variant, variant, config, data, group, tp, precision, report, progress=bar
-        )
+        try:
+            model, group_histories, (pred, nll) = train_seeds(
+                args.variant, variant, config, data, group, tp, precision, report, progress=bar
+            )
+        except torch.OutOfMemoryError:
+            raise UserError(
+                f"train {args.variant}: a stack of {len(group)} seed(s) does not fit in the "
+                f"memory of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
+                f"{max(1, len(group) // 2)}` in params.yaml (or `dvc exp run -S "
+                f"train.seeds_per_step={max(1, len(group) // 2)}`). It is a param because in "
+                "bf16 the stack size changes the last bits of the results."
+            ) from None
         histories.update(group_histories)
         models.update({seed: model.single(s) for s, seed in enumerate(group)})
         preds.append(pred)

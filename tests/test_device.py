@@ -71,27 +71,26 @@ def test_cpu_allocator_keeps_freed_memory_on_glibc():
     assert out.stdout.split() == ["True", "3.0"]
 
 
-def test_seeds_per_step_auto_on_a_gpu_fills_half_its_free_memory(monkeypatch):
-    """On a GPU ``auto`` stacks as many seeds as half the free memory holds (128 MB a seed
-    in fp32, half that in bf16), never fewer than one nor more than there are."""
+def test_seeds_per_step_auto_is_a_constant_of_the_device_type_never_of_free_memory(
+    monkeypatch,
+):
+    """On a GPU ``auto`` stacks every seed of the variant, whatever memory is free (so a busy
+    GPU gives the same stack, and the same results, as an idle one); a number is a cap."""
     gib = 2**30
     cuda, mps = torch.device("cuda"), torch.device("mps")
-    for free, precision, expected in [
-        (4 * gib, "fp32", 10),
-        (1 * gib, "fp32", 4),
-        (1 * gib, "bf16", 8),
-        (100 * 2**20, "fp32", 1),
-    ]:
+    for free in (100 * 2**20, 80 * gib):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 80 * gib))
-        assert device.seeds_per_step("auto", 10, cuda, precision) == expected
-    monkeypatch.setattr(torch.mps, "recommended_max_memory", lambda: 3 * gib)
-    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 2 * gib)
-    assert device.seeds_per_step("auto", 10, mps, "fp32") == 4
-    assert device.seeds_per_step(2, 10, cuda, "fp32") == 2  # a number is a cap, whatever the memory
+        assert device.seeds_per_step("auto", 10, cuda) == 10
+    assert device.seeds_per_step("auto", 10, mps) == 10
+    assert device.seeds_per_step(2, 10, cuda) == 2
+    monkeypatch.setattr(device, "CUDA_STACK_CAP", 4)  # once a GPU has measured where it pays
+    assert (
+        device.seeds_per_step("auto", 10, cuda) == 4 and device.seeds_per_step("auto", 3, cuda) == 3
+    )
 
 
 def test_seeds_per_step_on_a_cpu_is_one_unless_capped_higher():
     cpu = torch.device("cpu")
-    assert device.seeds_per_step("auto", 10, cpu, "fp32") == 1  # stacking does not pay on a CPU
-    assert device.seeds_per_step(4, 10, cpu, "fp32") == 4
-    assert device.seeds_per_step(32, 10, cpu, "fp32") == 10
+    assert device.seeds_per_step("auto", 10, cpu) == 1  # stacking does not pay on a CPU
+    assert device.seeds_per_step(4, 10, cpu) == 4
+    assert device.seeds_per_step(32, 10, cpu) == 10

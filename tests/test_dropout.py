@@ -1,12 +1,14 @@
-"""CPU dropout masks: exact Bernoulli draws, each seed's own in any stack and layout; bf16 too."""
+"""Dropout masks, each seed's own in any stack: the CPU's streams (exact Bernoulli, any layout,
+bf16 too) and the hashed masks every other device draws, run here on the CPU."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from cifar10_tricks.dropout import MaskStreams
+from cifar10_tricks.dropout import MaskStreams, hashed_keep
 
 
 def _dropped(streams, x, p):
@@ -54,3 +56,43 @@ def test_cpu_masks_work_on_bf16_activations_as_on_fp32():
     assert (
         torch.equal(bf16[kept], x.to(torch.bfloat16)[kept]) and 0.2 < 1 - kept.float().mean() < 0.4
     )
+
+
+# --- the hashed masks: the path off the CPU -------------------------------------------------
+
+
+def _keep(shape, seeds, layer=0, step=1, p=0.2):
+    return hashed_keep(shape, torch.tensor(seeds), layer, torch.tensor(step), p)
+
+
+@pytest.mark.parametrize("shape", [(8, 32, 16, 16), (16, 64)])
+def test_hashed_masks_are_a_seeds_own_in_any_stack(shape):
+    """Seed 7's masks alone, second in a stack of 3 and first in a stack of 2 are identical:
+    a function of (seed, layer, step, index), never of the stack, its size or the position."""
+    conv = len(shape) == 4
+    stacked = (shape[0], 3 * shape[1], *shape[2:]) if conv else (3, *shape)
+    alone = _keep((shape[0], shape[1], *shape[2:]) if conv else (1, *shape), [7])
+    second = _keep(stacked, [1, 7, 3])
+    first = _keep((shape[0], 2 * shape[1], *shape[2:]) if conv else (2, *shape), [7, 1])
+    c = shape[1]
+    cut = (lambda m, s: m[:, s * c : (s + 1) * c]) if conv else (lambda m, s: m[s : s + 1])
+    assert torch.equal(cut(second, 1), alone) and torch.equal(cut(first, 0), alone)
+    assert not torch.equal(cut(second, 0), alone)  # other seeds draw other masks
+
+
+def test_hashed_masks_change_with_layer_and_step_and_keep_one_minus_p():
+    base = _keep((64, 32, 32, 32), [0])
+    assert not torch.equal(base, _keep((64, 32, 32, 32), [0], layer=1))
+    assert not torch.equal(base, _keep((64, 32, 32, 32), [0], step=2))
+    for p in (0.2, 0.5):
+        kept = _keep((64, 32, 32, 32), [3], p=p).double().mean().item()
+        assert abs(kept - (1 - p)) < 5 * math.sqrt(p * (1 - p) / base.numel())
+
+
+def test_hashed_masks_use_no_generator():
+    """No draw from torch's generators: the masks do not depend on what else consumed them."""
+    torch.manual_seed(0)
+    a = _keep((4, 8, 8, 8), [5])
+    torch.rand(1000)
+    b = _keep((4, 8, 8, 8), [5])
+    assert torch.equal(a, b) and torch.initial_seed() == 0

@@ -41,15 +41,16 @@ def test_normalisation_is_applied():
     torch.testing.assert_close(x.float() * plain.scale + plain.shift, x.float() / 255)
 
 
-def _dropout_calls(cfg, train=True, seeds=(0,)):
+def _dropout_calls(cfg, train=True, seeds=(0,), masks="streams"):
     """(site, input shape, fraction of the ReLU's non-zero outputs it zeroed) per dropout site."""
     model = Net(cfg, seeds).train(train)
+    model.cpu_masks = masks
     calls = []
     inner = model._relu_dropout
 
-    def record(x, p, pool=False):
+    def record(x, p, layer, pool=False):
         alive = F.relu(x) != 0
-        out = inner(x.clone(), p)  # unpooled; the pool comes after, as in the model
+        out = inner(x.clone(), p, layer)  # unpooled; the pool comes after, as in the model
         site = "conv" if x.dim() == 4 else "dense"
         calls.append(
             (site, tuple(x.shape[1:]), ((out == 0) & alive).sum().item() / alive.sum().item())
@@ -61,8 +62,9 @@ def _dropout_calls(cfg, train=True, seeds=(0,)):
     return calls
 
 
-def test_dropout_sits_after_each_conv_and_after_fc1():
-    calls = _dropout_calls(ModelConfig(dropout_conv=0.3, dropout_dense=0.6))
+@pytest.mark.parametrize("masks", ["streams", "hashed"])
+def test_dropout_sits_after_each_conv_and_after_fc1(masks):
+    calls = _dropout_calls(ModelConfig(dropout_conv=0.3, dropout_dense=0.6), masks=masks)
     assert [(n, s) for n, s, _ in calls] == [
         ("conv", (32, 30, 30)),
         ("conv", (64, 13, 13)),
@@ -94,7 +96,7 @@ def test_cpu_dropout_scales_kept_values_and_its_gradient_is_relus_through_the_ke
     same bits); the gradient flows exactly where the output is non-zero, scaled alike."""
     model = Net(ModelConfig(dropout_conv=0.25)).train()
     x0 = torch.randn(8, 32, 30, 30, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    out = model._relu_dropout(x0 * 1.0, 0.25)  # x0 * 1.0: the layer works in place on its input
+    out = model._relu_dropout(x0 * 1.0, 0.25, 0)  # x0 * 1.0: the layer works in place on its input
     kept = out != 0
     assert 0.6 < kept.float().sum().item() / (x0 > 0).sum().item() < 0.9
     torch.testing.assert_close(out[kept], F.relu(x0)[kept] * (1 / 0.75), rtol=0, atol=0)

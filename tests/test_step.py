@@ -69,9 +69,11 @@ def test_loss_sums_the_seeds_so_each_gradient_is_its_own():
         )
 
 
-def test_graph_capture_restores_params_adam_state_and_sums(data):
-    """What GraphedStep saves around its warm-up steps comes back exactly (checked on CPU)."""
-    v = params.Variant()
+def test_graph_capture_restores_params_masks_step_adam_state_and_sums(data, monkeypatch):
+    """What GraphedStep saves around its warm-up steps comes back exactly (checked on CPU, on
+    the masks CUDA draws): the warm-up draws none of the real steps' masks."""
+    monkeypatch.setattr(Net, "cpu_masks", "hashed")
+    v = params.Variant(dropout_conv=0.2)
     t = fresh_stack(
         model_config(v, STATS, cifar.CLASSES), (0,), v, data, "fp32"
     )  # eager on the CPU
@@ -80,8 +82,10 @@ def test_graph_capture_restores_params_adam_state_and_sums(data):
 
     fresh = graphed._snapshot()  # before any step: no Adam state yet
     step(torch.arange(32).view(1, 32))
+    assert model.dropout_step.item() == 1
     graphed._restore(fresh)
-    torch.testing.assert_close(list(model.parameters()), fresh[0])
+    torch.testing.assert_close(graphed._tensors(), fresh[0])
+    assert model.dropout_step.item() == 0  # the next step draws the first step's masks
     assert all(v.abs().sum() == 0 for st in opt.state.values() for v in st.values())
     assert sums.abs().sum() == 0
 
@@ -89,7 +93,7 @@ def test_graph_capture_restores_params_adam_state_and_sums(data):
     mid = graphed._snapshot()
     step(torch.arange(32, 64).view(1, 32))
     graphed._restore(mid)
-    torch.testing.assert_close(list(model.parameters()), mid[0])
+    torch.testing.assert_close(graphed._tensors(), mid[0])
     for p, st in opt.state.items():
         for k, v in st.items():
             torch.testing.assert_close(v, mid[1][p][k])
