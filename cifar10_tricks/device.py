@@ -64,7 +64,10 @@ def pick_device(requested: str = "auto") -> torch.device:
 def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively (not emulated) on ``device``."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Native only (compute capability 8.0 on), on the GPU that will run: by default torch
+        # counts emulation (a T4 or V100 "supports" bf16, slower than fp32), on the current GPU.
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         # oneDNN has native bf16 with AVX-512 BF16 or AMX; without them it is slower than fp32.
         cap = torch.backends.cpu.get_cpu_capability()
@@ -93,15 +96,22 @@ def pick_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def configure_torch(device: torch.device, deterministic: bool, allocator: bool = True) -> None:
+def configure_torch(device: torch.device, deterministic: bool) -> None:
     """Threads matched to the cores, a CPU allocator that keeps its memory (see
-    :func:`keep_freed_memory`; ``allocator=False`` leaves glibc's default), and
-    deterministic kernels when asked (slower on GPU)."""
+    :func:`keep_freed_memory`), and deterministic kernels when asked (slower on GPU), or
+    torch's defaults again when not: a call with ``False`` undoes one with ``True``.
+
+    Deterministic mode skips torch's NaN fill of every uninitialised tensor
+    (``torch.utils.deterministic.fill_uninitialized_memory``, on by default with it): a
+    debugging aid that adds a full write per new tensor (8 -> 75 fill kernels per CPU step),
+    which repeatability does not need (`test_deterministic_runs_skip_the_nan_fill_and_repeat`).
+    """
+    import torch.utils.deterministic
+
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         torch.set_num_threads(max(1, cores or 1))
-        if allocator:
-            keep_freed_memory()
+        keep_freed_memory()
     if device.type == "cuda":
         if device.index is not None:  # cuda:<k>: streams and CUDA graphs use the current GPU
             torch.cuda.set_device(device)
@@ -111,7 +121,8 @@ def configure_torch(device: torch.device, deterministic: bool, allocator: bool =
         torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        set_deterministic(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    set_deterministic(deterministic)
 
 
 def set_deterministic(mode: bool) -> None:

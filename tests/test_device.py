@@ -94,3 +94,54 @@ def test_seeds_per_step_on_a_cpu_is_one_unless_capped_higher():
     assert device.seeds_per_step("auto", 10, cpu) == 1  # stacking does not pay on a CPU
     assert device.seeds_per_step(4, 10, cpu) == 4
     assert device.seeds_per_step(32, 10, cpu) == 10
+
+
+def test_determinism_switches_off_again_and_skips_the_nan_fill():
+    """configure_torch(False) after (True) turns deterministic mode off (gpu_check measures
+    both), and deterministic mode does not fill new tensors with NaN."""
+    code = (
+        "import torch, torch.utils.deterministic as d; "
+        "from cifar10_tricks.device import configure_torch; cpu = torch.device('cpu'); "
+        "configure_torch(cpu, True); on = torch.are_deterministic_algorithms_enabled(); "
+        "fill = d.fill_uninitialized_memory; "
+        "configure_torch(cpu, False); print(on, fill, torch.are_deterministic_algorithms_enabled())"
+    )
+    assert run_python("-c", code, check=True).stdout.split() == ["True", "False", "False"]
+
+
+def test_deterministic_runs_without_the_nan_fill_repeat_bit_for_bit(data):
+    """Two trainings in deterministic mode (no NaN fill) end with the same bits."""
+    from cifar10_tricks import cifar, params
+    from stages.train import model_config, train_seeds
+    from tests.conftest import STATS
+
+    device.configure_torch(torch.device("cpu"), deterministic=True)
+    v = params.Variant(dropout_conv=0.2)
+    tp = params.TrainParams(epochs=1, batch_size=32, seeds=(0, 1), device="cpu", precision="fp32")
+    cfg = model_config(v, STATS, cifar.CLASSES)
+    a, b = (train_seeds("v", v, cfg, data, (0, 1), tp, "fp32")[0] for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_auto_takes_bf16_only_where_the_gpu_that_runs_has_it_natively(monkeypatch):
+    """On CUDA, auto asks the GPU that will run (cuda:<k>, not the current one) whether bf16
+    is native, emulation not counted (a T4 or V100 emulates it, slower than fp32)."""
+    import contextlib
+
+    asked = []
+
+    @contextlib.contextmanager
+    def on(dev):
+        asked.append(str(dev))
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", on)
+    for native in (True, False):
+        monkeypatch.setattr(
+            torch.cuda,
+            "is_bf16_supported",
+            lambda including_emulation=True, native=native: native and not including_emulation,
+        )
+        want = "bf16" if native else "fp32"
+        assert device.pick_precision("auto", torch.device("cuda:1")) == want
+    assert asked == ["cuda:1", "cuda:1"]
