@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cifar10_tricks.provenance import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 # The line every stage logs when it succeeds (cifar10_tricks.cli.run_main): its work after imports.
 _DONE = re.compile(r"^(\w+) done in ([\d.]+) s$", re.M)
@@ -23,21 +25,10 @@ def parse_done(text: str) -> tuple[str, float] | None:
     return (m.group(1), float(m.group(2))) if m else None
 
 
-def cpu_name() -> str:
-    """The CPU's model name (lscpu's), to be named beside every figure."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     """The machine a figure belongs to: CPU, cores, GPU (if any), torch, Python."""
     info = {
-        "cpu": cpu_name(),
+        "cpu": cpu_name(),  # the name every result file records too
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

@@ -57,6 +57,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+    source: str = ""  # where the images came from, in words (the download stage says)
 
 
 # --- reading safely -----------------------------------------------------------------
@@ -446,7 +447,11 @@ def save(dataset: Dataset, target: Path) -> None:
         x_test=dataset.x_test,
         y_test=dataset.y_test,
         classes=np.array(dataset.classes, dtype=str),
+        source=np.array(dataset.source, dtype=str),
     )
+
+
+MAX_SOURCE = 1000  # characters of the source's description: a URL or a path, and a few words
 
 
 def load(path: Path) -> Dataset:
@@ -454,8 +459,16 @@ def load(path: Path) -> Dataset:
     require(path, "download")
     try:
         with np.load(path, allow_pickle=False) as z:
+            source = z["source"]
+            if source.dtype.kind != "U" or source.ndim != 0 or len(str(source)) > MAX_SOURCE:
+                raise ValueError("its source is not a line of text")
             ds = Dataset(
-                z["x_train"], z["y_train"], z["x_test"], z["y_test"], tuple(z["classes"].tolist())
+                z["x_train"],
+                z["y_train"],
+                z["x_test"],
+                z["y_test"],
+                tuple(z["classes"].tolist()),
+                str(source),
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(

@@ -67,6 +67,8 @@ class Table:
     method: str = "paired"  # the t-test, params key compare.test: paired | welch
     power: float = POWER
     chance: float | None = None  # 1 / the number of classes: a model that guesses
+    made_by: dict | None = None  # what made the baseline's results (cifar10_tricks.provenance)
+    differs: tuple[str, ...] = ()  # the keys of made_by in which some variant differs
 
     @property
     def method_text(self) -> str:
@@ -131,4 +133,6 @@ class Table:
             "typical_sd_of": "per-seed differences" if self.method == "paired" else "scores",
             "seeds_for_half_point": self.seeds_for_half_point,
             "variants": variants,
+            "made_by": self.made_by,
+            "made_by_differs_in": list(self.differs),
         }

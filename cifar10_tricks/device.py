@@ -61,6 +61,17 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def device_name(device: torch.device) -> str:
+    """The device's model, for the result files: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    from cifar10_tricks.provenance import cpu_name
+
+    return cpu_name()
+
+
 def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively (not emulated) on ``device``."""
     if device.type == "cuda":

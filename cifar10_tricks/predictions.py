@@ -2,11 +2,13 @@
 
 One uncompressed ``.npz`` (no pickles): ``seeds`` (S,), ``y_true`` (N,), ``pred`` (S, N) the
 predicted class and ``nll`` (S, N) the negative log-likelihood of the true class, per seed
-and test image, in fp32 whatever precision trained the models; ``classes`` (str).
+and test image, in fp32 whatever precision trained the models; ``classes`` (str); ``made_by``
+(str): the JSON of what made them (:mod:`cifar10_tricks.provenance`).
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -16,7 +18,20 @@ from cifar10_tricks.classes import problem as classes_problem
 from cifar10_tricks.errors import UserError, rerun
 from cifar10_tricks.files import require, write_npz
 
-FIELDS = ("seeds", "y_true", "pred", "nll", "classes")
+FIELDS = ("seeds", "y_true", "pred", "nll", "classes", "made_by")
+MAX_MADE_BY = 100_000  # characters: a few hundred in practice, a thousand seeds at the most
+MADE_BY_KEYS = {
+    "data",
+    "epochs",
+    "batch_size",
+    "seeds",
+    "device",
+    "device_name",
+    "precision",
+    "seeds_per_step",
+    "deterministic",
+    "torch",
+}
 
 
 def write(
@@ -26,6 +41,7 @@ def write(
     pred: np.ndarray,
     nll: np.ndarray,
     classes: tuple[str, ...],
+    made_by: dict,
 ) -> None:
     """Write the predictions file, atomically."""
     write_npz(
@@ -35,6 +51,7 @@ def write(
         pred=pred.astype(np.int64),
         nll=nll.astype(np.float32),
         classes=np.array(classes, dtype=str),
+        made_by=np.array(json.dumps(made_by, sort_keys=True), dtype=str),
     )
 
 
@@ -72,4 +89,19 @@ def read(path: Path, variant: str) -> dict[str, np.ndarray]:
         raise UserError(
             f"{path}: seeds, labels, predicted classes or losses are out of range; {way_out}."
         )
+    p["made_by"] = _made_by(p["made_by"], path, way_out)
     return p
+
+
+def _made_by(value: np.ndarray, path: Path, way_out: str) -> dict:
+    """The file's record of what made it, checked for its keys."""
+    try:
+        if value.dtype.kind != "U" or value.ndim != 0 or len(str(value)) > MAX_MADE_BY:
+            raise ValueError("not one line of JSON")
+        made_by = json.loads(str(value))
+        ok = isinstance(made_by, dict) and set(made_by) == MADE_BY_KEYS
+    except (ValueError, RecursionError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: its record of what made it is unusable; {way_out}.")
+    return made_by

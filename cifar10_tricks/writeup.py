@@ -3,6 +3,7 @@ seed, in percentage points."""
 
 from __future__ import annotations
 
+from cifar10_tricks import provenance
 from cifar10_tricks.comparison import Comparison, Row, Table, points
 
 
@@ -91,8 +92,36 @@ def answer(table: Table) -> list[str]:
     return lines
 
 
+def header(table: Table) -> list[str]:
+    """comparison.md's first lines: what data and what run it is about, and in words when the
+    data is generated, when the baseline has barely learned, and when variants ran apart."""
+    if table.made_by is None:
+        return []
+    lines = [provenance.describe(table.made_by), ""]
+    if provenance.is_synthetic(table.made_by):
+        lines += ["**Generated images: this says nothing about CIFAR-10.**", ""]
+    base = table.variants[table.baseline].mean
+    if table.chance is not None and base - table.chance < provenance.NEAR_CHANCE:
+        lines += [
+            f"**The baseline is within {points(provenance.NEAR_CHANCE):.0f} points of chance** "
+            f"({points(base):.2f} vs {points(table.chance):.2f}): the models have barely "
+            "learned, so the effects below say little. Train longer (`train.epochs`) or on "
+            "easier data.",
+            "",
+        ]
+    if table.differs:
+        lines += [
+            "**Not every variant ran alike:** they differ in "
+            + ", ".join(table.differs)
+            + " (comparison.json, `made_by` of each results/<variant>/report.json).",
+            "",
+        ]
+    return lines
+
+
 def markdown(table: Table) -> str:
-    """The comparison for people: the answer first, then the full table (Markdown, points)."""
+    """The comparison for people: what it is about, the answer, then the full table (Markdown,
+    points)."""
 
     def cell(row: Row, label: str) -> str:
         c = row.vs.get(label)
@@ -118,18 +147,22 @@ def markdown(table: Table) -> str:
         clipped = " (cut at the scale's end)" if row.clipped else ""
         return f"{points(row.ci_low):.2f} – {points(row.ci_high):.2f}{clipped}"
 
-    lines = answer(table) + [
-        "",
-        "## All comparisons",
-        "",
-        f"Test micro-F1 (%), mean ± sd over seeds and the 95% CI of the mean; differences in "
-        f"points with their 95% CI; {table.method_text}, p-values {table.adjusted} for the "
-        f"verdict at alpha {table.alpha}; MDE: the difference this run would detect with "
-        f"{table.power:.0%} power; r: the correlation of the two variants' scores over seeds.",
-        "",
-        "| variant | micro-F1 | 95% CI | vs baseline | vs parent rung |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    lines = (
+        header(table)
+        + answer(table)
+        + [
+            "",
+            "## All comparisons",
+            "",
+            f"Test micro-F1 (%), mean ± sd over seeds and the 95% CI of the mean; differences in "
+            f"points with their 95% CI; {table.method_text}, p-values {table.adjusted} for the "
+            f"verdict at alpha {table.alpha}; MDE: the difference this run would detect with "
+            f"{table.power:.0%} power; r: the correlation of the two variants' scores over seeds.",
+            "",
+            "| variant | micro-F1 | 95% CI | vs baseline | vs parent rung |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+    )
     for name, row in table.variants.items():
         lines.append(
             f"| {name} | {points(row.mean):.2f} ± {points(row.std):.2f} | {ci(row)} "

@@ -13,8 +13,11 @@ Outputs (in ``--out``, i.e. compare/):
                     correlation of the seed scores), the p-value adjusted over the family
                     of comparisons (Holm), the minimum detectable effect (80% power) and the
                     verdict (helps / hurts / no detectable effect, from the adjusted p).
-  comparison.md     for people: the answer first (which tricks help, hurt, or could not be
-                    told apart, and how large an effect could have gone unseen), then the table.
+  comparison.md     for people: one line on what data and run it is about (saying so when the
+                    images are generated or the baseline is near chance), the answer (which
+                    tricks help, hurt, or could not be told apart, and how large an effect
+                    could have gone unseen), then the table.  comparison.json carries the
+                    same record of what made it, ``made_by``.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
                     names unique across metrics files: a column per variant in `dvc exp show`
                     (the README's ``--only-changed --drop '^(?!Experiment|micro_f1[.])'``).
@@ -35,6 +38,7 @@ the variants and builds the table (:mod:`cifar10_tricks.comparison`'s types) fro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -192,8 +196,11 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params)
     names = list(p.variants)
-    scores, chance = read_scores(args.results, names)
+    scores, chance, made_by = read_scores(args.results, names)
     table = compare(scores, p.compare, chance=chance)
+    base = made_by[p.compare.baseline]
+    differs = sorted({k for m in made_by.values() for k in base if m.get(k) != base[k]})
+    table = dataclasses.replace(table, made_by=base, differs=tuple(differs))
     curves = read_curves(args.results, {name: list(scores[name]) for name in names})
     text = writeup.markdown(table)
     with atomic_group():  # all eight files are replaced together, or none is

@@ -14,6 +14,7 @@ checking code in :mod:`cifar10_tricks.cifar`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import logging
 import tempfile
@@ -131,6 +132,16 @@ def read_source(data: params.DataParams, workdir: Path) -> cifar.Dataset:
     return cifar.parse_archive(check_local(path, data.md5))
 
 
+def describe_source(data: params.DataParams) -> str:
+    """Where the data came from, in words, for every result file to carry."""
+    if data.source == "synthetic":
+        s = data.synthetic
+        return f"synthetic: generated images (seed {s.seed}, noise {s.noise:g})"
+    if data.source == "cifar10":
+        return f"cifar10: {CIFAR10_URL} (md5 {data.md5 or CIFAR10_MD5})"
+    return data.source + (f" (md5 {data.md5})" if data.md5 else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
@@ -140,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     data = params.load(args.params).data
     with tempfile.TemporaryDirectory(prefix="cifar10-") as tmp:
         dataset = read_source(data, Path(tmp))
-    cifar.save(dataset, args.out)
+    cifar.save(dataclasses.replace(dataset, source=describe_source(data)), args.out)
     log.info(
         "wrote %s: %d train and %d test images, classes %s; train labels per class %s",
         args.out,

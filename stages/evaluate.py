@@ -5,7 +5,9 @@ Input:   ``--predictions`` (results/<variant>/predictions.npz, from `train@<vari
 Outputs (in ``--out``, i.e. results/<variant>/):
   metrics.json    `micro_f1` (= accuracy), `macro_f1` and `loss` (test NLL): the mean over
                   seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics show/diff`
-                  read (short keys, so a row per variant fits 120 columns).
+                  read (short keys, so a row per variant fits 120 columns); `made_by`, what
+                  made them (data, sizes, epochs, device, precision, versions), as a one-item
+                  list, which DVC's tables leave out.
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and
                   support (scikit-learn); the confusion matrix summed over seeds
                   (:mod:`cifar10_tricks.scores`, which `compare` reads it with).
@@ -64,11 +66,14 @@ def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
         mean, std = mean_sd([s[key] for s in per_seed.values()])
         metrics[key], metrics[f"{key}_sd"] = mean, std
     metrics["seeds"] = len(per_seed)
+    # A one-item list: DVC's tables skip lists, so `dvc metrics show` keeps a row of scores.
+    metrics["made_by"] = [p["made_by"]]
     report = {
         "classes": list(classes),
         "seeds": list(per_seed),
         "per_seed": {str(s): v for s, v in per_seed.items()},
         "confusion_sum": np.sum([s["confusion"] for s in per_seed.values()], axis=0).tolist(),
+        "made_by": p["made_by"],
     }
     return metrics, report
 

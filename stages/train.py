@@ -32,9 +32,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from cifar10_tricks import checkpoint, cifar, curves, params, predictions, stats_file
+from cifar10_tricks import checkpoint, cifar, curves, params, predictions, provenance, stats_file
 from cifar10_tricks.cli import run_main
-from cifar10_tricks.device import configure_torch, pick_device, pick_precision, seeds_per_step
+from cifar10_tricks.device import (
+    configure_torch,
+    device_name,
+    pick_device,
+    pick_precision,
+    seeds_per_step,
+)
 from cifar10_tricks.errors import UserError
 from cifar10_tricks.files import atomic_group
 from cifar10_tricks.model import ModelConfig, Net, predict
@@ -136,6 +142,35 @@ def train_seeds(
     if precision != "fp32":
         pred, nll = evaluate_split(model, data.x_test, data.y_test, "fp32")
     return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
+
+
+def made_by(
+    ds: cifar.Dataset,
+    data_file: Path,
+    tp: params.TrainParams,
+    device: torch.device,
+    precision: str,
+    per_step: int,
+) -> dict:
+    """What made this stage's results (:mod:`cifar10_tricks.provenance`): the same on every
+    run with the same params on the same kind of device, as DVC expects of an output."""
+    return {
+        "data": {
+            "source": ds.source,
+            "md5": provenance.file_md5(data_file),
+            "n_train": len(ds.y_train),
+            "n_test": len(ds.y_test),
+        },
+        "epochs": tp.epochs,
+        "batch_size": tp.batch_size,
+        "seeds": list(tp.seeds),
+        "device": device.type,
+        "device_name": device_name(device),
+        "precision": precision,
+        "seeds_per_step": per_step,
+        "deterministic": tp.deterministic,
+        "torch": torch.__version__,
+    }
 
 
 def seed_groups(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
@@ -274,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             np.concatenate(preds),
             np.concatenate(nlls),
             ds.classes,
+            made_by(ds, args.data, tp, device, precision, per_step),
         )
     curves.write_live(args.live, histories)
 

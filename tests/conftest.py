@@ -84,6 +84,7 @@ def fake_results(root, scores):
             "classes": list("abcdefghij"),
             "seeds": list(range(len(values))),
             "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
+            "made_by": MADE_BY,
         }
         res.mkdir(parents=True)
         (res / "report.json").write_text(json.dumps(report))
@@ -95,6 +96,24 @@ def fake_results(root, scores):
 
 
 CLASSES = tuple("abcdefghij")  # ten plain class names
+# What a train stage records of a small synthetic run (cifar10_tricks.provenance).
+MADE_BY = {
+    "data": {
+        "source": "synthetic: generated images (seed 0, noise 120)",
+        "md5": "0" * 32,
+        "n_train": 500,
+        "n_test": 60,
+    },
+    "epochs": 1,
+    "batch_size": 64,
+    "seeds": [3, 5],
+    "device": "cpu",
+    "device_name": "a test CPU",
+    "precision": "fp32",
+    "seeds_per_step": 1,
+    "deterministic": True,
+    "torch": "2.x",
+}
 
 
 def write_predictions(path, seeds=(3, 5), n=60, seed=0):
@@ -103,7 +122,7 @@ def write_predictions(path, seeds=(3, 5), n=60, seed=0):
     y = rng.integers(0, 10, n)
     pred = np.where(rng.random((len(seeds), n)) < 0.7, y, rng.integers(0, 10, (len(seeds), n)))
     nll = rng.exponential(1.0, (len(seeds), n)).astype(np.float32)
-    predictions.write(path, seeds, y, pred, nll, CLASSES)
+    predictions.write(path, seeds, y, pred, nll, CLASSES, MADE_BY)
     return y, pred, nll
 
 

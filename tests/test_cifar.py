@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
@@ -446,9 +447,21 @@ def test_a_hand_edited_data_file_is_refused(tmp_path, small_archive):
         x_test=ds.x_test,
         y_test=ds.y_test,
         classes=np.array(ds.classes),
+        source=np.array("synthetic"),
     )
     with pytest.raises(cifar.UserError, match="train labels are not class indices.*-f download"):
         cifar.load(tmp_path / "d.npz")
     (tmp_path / "torn.npz").write_bytes((tmp_path / "d.npz").read_bytes()[:5000])
     with pytest.raises(cifar.UserError, match="not a data file of this project.*-f download"):
         cifar.load(tmp_path / "torn.npz")
+
+
+def test_the_data_file_keeps_its_source_and_refuses_one_that_is_not_a_line(tmp_path, small_archive):
+    ds = dataclasses.replace(cifar.parse_archive(small_archive), source="synthetic: seed 7")
+    cifar.save(ds, tmp_path / "d.npz")
+    assert cifar.load(tmp_path / "d.npz").source == "synthetic: seed 7"
+    fields = dict(np.load(tmp_path / "d.npz"))
+    for bad in (np.array(["a", "b"]), np.array(7), np.array("x" * (cifar.MAX_SOURCE + 1))):
+        np.savez(tmp_path / "e.npz", **{**fields, "source": bad})
+        with pytest.raises(cifar.UserError, match="its source is not a line of text"):
+            cifar.load(tmp_path / "e.npz")

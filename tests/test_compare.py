@@ -12,7 +12,7 @@ import pytest
 from cifar10_tricks import inference, params, writeup
 from cifar10_tricks.errors import UserError
 from stages import compare
-from tests.conftest import fake_results, project_params
+from tests.conftest import MADE_BY, fake_results, project_params
 
 
 def by_seed(scores: dict[str, list[float]]) -> dict[str, dict[int, float]]:
@@ -136,7 +136,14 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary == {"micro_f1": {n: pytest.approx(np.mean(v)) for n, v in scores.items()}}
     md = (out / "comparison.md").read_text()
-    assert md.startswith("## Does each trick help?")
+    first = md.splitlines()
+    assert (
+        first[0].startswith("Data: synthetic: generated images")
+        and "500 train / 60 test" in first[0]
+    )
+    assert first[2] == "**Generated images: this says nothing about CIFAR-10.**"
+    assert first[4] == "## Does each trick help?"
+    assert table["made_by"]["data"]["n_train"] == 500 and table["made_by_differs_in"] == []
     assert "- **Helps:** norm_inputs (+9.33 [" in md and "| norm_inputs | 60.33 ± 0.58 |" in md
     assert "extra_variant (" in md.split("**Hurts:**")[1]
     assert (out / "effects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -209,6 +216,7 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
                 "classes": list("abcdefghij"),
                 "seeds": [0, 1, 2],
                 "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)},
+                "made_by": MADE_BY,
             }
         )
     )

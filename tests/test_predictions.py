@@ -3,12 +3,14 @@ torn, of the wrong shape or hand-edited out of range."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from cifar10_tricks import predictions
 from cifar10_tricks.errors import UserError
-from tests.conftest import CLASSES, write_predictions
+from tests.conftest import CLASSES, MADE_BY, write_predictions
 
 
 def test_read_gives_back_what_write_wrote(tmp_path):
@@ -17,6 +19,7 @@ def test_read_gives_back_what_write_wrote(tmp_path):
     assert p["seeds"].tolist() == [3, 5] and p["classes"].tolist() == list(CLASSES)
     assert np.array_equal(p["y_true"], y) and np.array_equal(p["pred"], pred)
     assert p["nll"].dtype == np.float32 and np.array_equal(p["nll"], nll)
+    assert p["made_by"] == MADE_BY
 
 
 def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
@@ -34,6 +37,7 @@ def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
         np.zeros((1, 5), int),
         np.zeros((1, 5), np.float32),
         CLASSES,
+        MADE_BY,
     )
     with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
         predictions.read(tmp_path / "q.npz", "v")
@@ -47,6 +51,9 @@ def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
         ({"seeds": np.array([1, 1])}, "out of range"),
         ({"classes": np.array(["a", "accuracy"] + list("cdefghij"))}, "report key"),
         ({"classes": np.array(["a", "a"] + list("cdefghij"))}, "given twice"),
+        ({"made_by": np.array("[1, 2]")}, "record of what made it is unusable"),
+        ({"made_by": np.array('{"epochs": 1}')}, "record of what made it is unusable"),
+        ({"made_by": np.array("[" * 100_000)}, "record of what made it is unusable"),
     ],
 )
 def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
@@ -56,6 +63,7 @@ def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
         "pred": np.zeros((2, 5), np.int64),
         "nll": np.ones((2, 5), np.float32),
         "classes": np.array(CLASSES),
+        "made_by": np.array(json.dumps(MADE_BY)),
     }
     np.savez(tmp_path / "p.npz", **{**fields, **edit})
     with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v`"):

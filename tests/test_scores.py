@@ -6,7 +6,7 @@ import pytest
 
 from cifar10_tricks import scores
 from cifar10_tricks.errors import UserError
-from tests.conftest import fake_results
+from tests.conftest import MADE_BY, fake_results
 
 
 def test_a_report_is_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
@@ -14,10 +14,11 @@ def test_a_report_is_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
         "classes": list("abcd"),
         "seeds": [3, 1],
         "per_seed": {"3": {"micro_f1": 0.25}, "1": {"micro_f1": 0.75}},
+        "made_by": MADE_BY,
     }
     scores.write(tmp_path / "a" / "report.json", report)
-    got, chance = scores.read_scores(tmp_path, ["a"])
-    assert got == {"a": {3: 0.25, 1: 0.75}} and chance == 0.25
+    got, chance, made_by = scores.read_scores(tmp_path, ["a"])
+    assert got == {"a": {3: 0.25, 1: 0.75}} and chance == 0.25 and made_by == {"a": MADE_BY}
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,7 @@ def test_a_report_is_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
         '{"seeds": [0], "per_seed": {}}',
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": "x"}}}',
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}}',  # no class names
+        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}, "classes": ["a", "b"]}',  # no made_by
         "[]",
     ],
 )

@@ -272,6 +272,20 @@ def _train_stage(
     return ds
 
 
+def test_the_predictions_record_what_made_them(tmp_path, small_archive):
+    """Data (source, the data file's md5, sizes), schedule, device and its name, precision,
+    stack size and torch's version: what evaluate and compare carry into every result."""
+    from cifar10_tricks import predictions, provenance
+
+    _train_stage(tmp_path, small_archive, "baseline", {"seeds": [0, 1], "seeds_per_step": 2})
+    made = predictions.read(tmp_path / "p.npz", "baseline")["made_by"]
+    assert made["data"]["md5"] == provenance.file_md5(tmp_path / "d.npz")
+    assert made["data"]["n_train"] == 250 and made["data"]["n_test"] == 60
+    assert made["epochs"] == 1 and made["seeds"] == [0, 1] and made["seeds_per_step"] == 2
+    assert made["device"] == "cpu" and made["device_name"] == provenance.cpu_name()
+    assert made["precision"] in ("fp32", "bf16") and made["torch"] == torch.__version__
+
+
 def test_a_stack_that_does_not_fit_names_seeds_per_step_as_the_way_out(
     tmp_path, small_archive, monkeypatch
 ):

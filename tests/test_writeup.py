@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from cifar10_tricks import params, writeup
 from stages import compare
+from tests.conftest import MADE_BY
 
 
 def test_an_interval_past_the_scale_is_cut_and_says_so():
@@ -25,3 +28,25 @@ def test_an_effect_beyond_the_scale_is_said_in_words():
     assert table.variants["x"].vs["baseline"].mde is None
     md = writeup.markdown(table)
     assert "even an effect of more than 200 points could go unseen" in md and "MDE over 200" in md
+
+
+def _made(**edits):
+    return {**MADE_BY, **edits}
+
+
+def test_the_header_names_the_data_and_run_and_warns_in_words():
+    scores = {"baseline": {0: 0.101, 1: 0.097, 2: 0.099}, "x": {0: 0.5, 1: 0.52, 2: 0.51}}
+    table = compare.compare(scores, params.CompareParams(), chance=0.1)
+    real = _made(data={**MADE_BY["data"], "source": "cifar10: https://x/c.tar.gz (md5 c58f)"})
+    lines = writeup.header(dataclasses.replace(table, made_by=real, differs=("precision",)))
+    assert lines[0].startswith("Data: cifar10: https://x/c.tar.gz") and "fp32" in lines[0]
+    assert "1 epoch(s), batch 64, seeds 3, 5; cpu (a test CPU), fp32" in lines[0]
+    assert not any("Generated images" in line for line in lines)
+    near = next(line for line in lines if "within 5 points of chance" in line)
+    assert "(9.90 vs 10.00)" in near
+    assert any("they differ in precision" in line for line in lines)
+    fine = compare.compare({"baseline": {0: 0.6, 1: 0.61}}, params.CompareParams(), chance=0.1)
+    calm = writeup.header(dataclasses.replace(fine, made_by=_made(precision="bf16")))
+    assert len(calm) == 4 and "the per-epoch curves in bf16, the scores in fp32" in calm[0]
+    assert calm[2] == "**Generated images: this says nothing about CIFAR-10.**"
+    assert writeup.header(fine) == []  # a table built without a record says nothing
