@@ -269,23 +269,31 @@ def test_two_queued_experiments_in_parallel(own_run):
     assert found["par015"][1] != found["par035"][1]
 
 
-def test_same_params_give_bitwise_identical_metrics(own_run):
-    """On the CPU, a second full run with the same params reproduces every metrics file bitwise."""
+def test_same_params_give_the_same_files_and_a_forced_rerun_changes_nothing(own_run):
+    """On the CPU, a forced rerun of everything reproduces every output bitwise, checkpoints
+    included: `dvc.lock` keeps every md5 and `git status` stays clean."""
     root = own_run.path
     files = sorted(
-        [
-            *root.glob("results/*/metrics.json"),
-            *root.glob("results/*/report.json"),
-            *root.glob("results/*/confusion.csv"),
-            *root.glob("results/*/live/plots/metrics/**/*.tsv"),
-            *root.glob("compare/*.json"),
-            *root.glob("compare/*.csv"),
-        ]
+        p for p in [*root.glob("results/**/*"), *root.glob("models/**/*")] if p.is_file()
     )
-    assert len(files) > 8 * 4
+    files += sorted(p for p in [*root.glob("compare/*"), root / "data/stats.json"] if p.is_file())
+    assert len(files) > 8 * 6
     before = {f: f.read_bytes() for f in files}
+    lock = (root / "dvc.lock").read_text()
     own_run.dvc("repro", "-f")
     assert {f: f.read_bytes() for f in files} == before
+    assert (root / "dvc.lock").read_text() == lock
+    assert own_run.git("status", "--porcelain") == ""
+
+
+def test_two_fresh_clones_with_the_same_params_write_the_same_dvc_lock(full_run, tmp_path):
+    """A second project, made and run from scratch elsewhere with the same params, records
+    exactly the same dvc.lock: every dependency's and every output's md5."""
+    other = make_project(tmp_path / "other")
+    other.set_params(full_run.params())
+    other.commit("the same params")
+    other.dvc("repro")
+    assert (other.path / "dvc.lock").read_text() == (full_run.path / "dvc.lock").read_text()
 
 
 def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
