@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import shutil
@@ -34,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import parse_done, write_report
-from cifar10_tricks.testing import GIT_ENV, make_project
+from cifar10_tricks.testing import make_project, run_env
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 EPOCH = re.compile(r" epoch \d+/\d+: .* \| ([\d.]+) s$")
@@ -42,7 +41,7 @@ EPOCH = re.compile(r" epoch \d+/\d+: .* \| ([\d.]+) s$")
 
 def timed_repro(path: Path, *targets: str) -> tuple[float, list[tuple[float, str]]]:
     """Run `dvc repro`; (seconds, [(seconds since start, line), ...]) of its merged output."""
-    env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+    env = run_env()
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", *targets],

@@ -3,31 +3,40 @@
     python -m benchmarks.gpu_check --out bench-out/gpu                   # on a GPU, < 8 min
     python -m benchmarks.gpu_check --out DIR --quick                     # every part, tiny, CPU
 
-Parts, in order; the report is rewritten as each ends, so a time-out keeps what was measured:
+Parts, in order, each within a hard time budget (``BUDGET_S``, 8 minutes in all); the report
+is rewritten as each ends, so a time-out keeps what was measured, and the command exits 1
+(after writing it) when any part failed:
 
-  tests     the CUDA-only tests (pytest; skipped, and said so, without CUDA) and a bitwise
-            repeat: one variant's 10 seeds trained twice under ``deterministic: true``
+  tests     the CUDA-only tests (pytest; skipped, and said so, without CUDA), a bitwise
+            repeat (one variant's 10 seeds trained twice under ``deterministic: true``) and
+            three checks on the device: a stacked seed with dropout ends where it ends
+            alone; the graphed step ends where the eager one does, in fp32 (with the
+            largest difference); the lr the graph reads decays each epoch
   step      one training step (forward, backward, Adam) of S = 1 and S = 10 seeds, ms per
             step, for each memory layout (NCHW, channels_last) x deterministic on/off x way
             (``trainer``: the stage's own step from cifar10_tricks.step.fresh_stack,
             replayed from a CUDA graph on CUDA; ``grouped``, ``vmap``, ``sequential``:
             benchmarks.bench_stack's);
             per conv layer of the stack of 10, forward / input-gradient / weight-gradient
-            time in each layout; the kernels torch.profiler sees in the default step
+            time in each layout; the kernels torch.profiler sees over 5 steps of the
+            default step, after its graph was captured
   train     ``bench_train --modes none --seeds 1,3,10`` (50,000/10,000 images, 10 epochs)
   pipeline  ``bench_pipeline`` to ``compare`` (8 variants x 10 seeds x 10 epochs, full size;
             download, stats and the page stage excluded)
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` in ``--out``, naming the GPU, driver, torch,
-CUDA and cuDNN.  The GPU machine has torch but not DVC: ``benchmarks/gpu_wheels.sh`` fetches
-the wheels to carry there (README, "Performance").
+CUDA and cuDNN.  DVC's stages run with the interpreter that runs this (first on PATH as
+``python``), whatever ``python`` the machine has.  The GPU machine has torch but not DVC:
+``benchmarks/gpu_wheels.sh`` fetches the wheels to carry there (README, "Performance").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,8 +44,11 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, write_report
+from cifar10_tricks.testing import run_env
 
 CUDA_TESTS = ["tests/test_train.py::test_cuda_graphs_train_like_eager_and_repeat_exactly"]
+# Each part's hard limit, seconds: 8 minutes in all, the report written after each part.
+BUDGET_S = {"tests": 100, "step": 120, "train": 140, "pipeline": 120}
 
 
 def gpu_info() -> dict:
@@ -64,8 +76,9 @@ def gpu_info() -> dict:
 # --- tests ----------------------------------------------------------------------------
 
 
-def part_tests(quick: bool, device) -> dict:
-    """The CUDA-only tests, and two runs of one variant's seeds compared bit for bit."""
+def part_tests(quick: bool, device, budget: float) -> dict:
+    """The CUDA-only tests, two runs of one variant's seeds compared bit for bit, and three
+    checks of the trainer on this device (:func:`_checks`)."""
     import numpy as np
 
     from benchmarks.common import synthetic_data
@@ -74,14 +87,20 @@ def part_tests(quick: bool, device) -> dict:
     from cifar10_tricks.step import to_device
     from stages.train import model_config, train_seeds
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=budget / 2,
+        )
+        exit_code, out = proc.returncode, proc.stdout.strip() or proc.stderr[-500:]
+    except subprocess.TimeoutExpired:
+        exit_code, out = None, f"timed out after {budget / 2:.0f} s"
+    summary = out.splitlines()[-1] if out else ""
     configure_torch(device, deterministic=True)
     n_train, n_test, seeds, epochs = (300, 100, 3, 1) if quick else (10000, 2000, 10, 2)
     ds = synthetic_data(ROOT / "bench-out" / f"gpu-check-{n_train}.npz", n_train, n_test)
@@ -89,30 +108,118 @@ def part_tests(quick: bool, device) -> dict:
     variant = params.load(ROOT / "params.yaml").variants["dropout_both"]
     config = model_config(variant, {"mean": (0.5,) * 3, "std": (0.25,) * 3}, ds.classes)
     tp = params.TrainParams(epochs=epochs, seeds=tuple(range(seeds)), deterministic=True)
-    runs = [
-        train_seeds(
-            "check",
-            variant,
-            config,
-            data,
-            tp.seeds,
-            tp,
-            "bf16" if device.type == "cuda" else "fp32",
-        )[2]
-        for _ in range(2)
-    ]
+    with _deadline(budget - (time.perf_counter() - start)):
+        runs = [
+            train_seeds(
+                "check",
+                variant,
+                config,
+                data,
+                tp.seeds,
+                tp,
+                "bf16" if device.type == "cuda" else "fp32",
+            )[2]
+            for _ in range(2)
+        ]
+        checks = _checks(variant, config, data, device)
     same = all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
-    return {
-        "pytest_exit": proc.returncode,
-        "pytest": summary,
-        "bitwise_repeat": {
-            "variant": "dropout_both",
-            "seeds": seeds,
-            "epochs": epochs,
-            "images": n_train,
-            "identical_predictions_and_losses": same,
-        },
+    checks["bitwise_repeat"] = {
+        "ok": same,
+        "what": f"dropout_both, {seeds} seeds x {epochs} epoch(s) x {n_train:,} images, trained "
+        "twice: identical predictions and losses",
     }
+    return {"pytest_exit": exit_code, "pytest": summary, "checks": checks}
+
+
+def _checks(variant, config, data, device) -> dict:
+    """On this device, in fp32, 20 steps of batch 8 with dropout_both: (a) seed 1 in a stack of
+    3 ends where it ends alone; (b) the CUDA-graphed step ends where the eager one does (the
+    largest difference, and whether it is none at all); (c) the lr the step reads (on CUDA the
+    device tensor the graph reads) is lr * gamma^k after epoch k."""
+    import dataclasses
+
+    import torch
+
+    from cifar10_tricks import adam, params
+    from stages.train import train_seeds
+
+    small = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
+    tp = params.TrainParams(epochs=1, batch_size=8, seeds=(0, 1, 2), deterministic=True)
+
+    def gap(a, b) -> float:
+        return max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
+
+    def close(a, b) -> bool:
+        return all(
+            torch.allclose(x, y, rtol=1e-4, atol=3e-5)
+            for x, y in zip(a.parameters(), b.parameters())
+        )
+
+    def train(seeds, **kw):
+        return train_seeds("check", variant, config, small, seeds, tp, "fp32", **kw)[0]
+
+    alone, stack = train((1,)).single(0), train((0, 1, 2)).single(1)
+    out = {
+        "stacked_equals_alone": {
+            "ok": close(alone, stack),
+            "max_abs_diff": gap(alone, stack),
+            "what": "seed 1 of a stack of 3 vs seed 1 alone, 20 steps with dropout, fp32 "
+            "(tolerance rtol 1e-4, atol 3e-5)",
+        }
+    }
+    if device.type == "cuda":
+        graphed, eager = train((0, 1, 2)), train((0, 1, 2), cuda_graphs=False)
+        out["graphed_equals_eager"] = {
+            "ok": close(graphed, eager),
+            "bitwise": gap(graphed, eager) == 0,
+            "max_abs_diff": gap(graphed, eager),
+            "what": "3 stacked seeds, 20 steps with dropout, fp32, graphed vs eager "
+            "(tolerance rtol 1e-4, atol 3e-5)",
+        }
+    else:
+        out["graphed_equals_eager"] = {"ok": True, "what": "not run: no CUDA graphs off CUDA"}
+    seen, decay = [], adam.Adam.decay
+
+    def recorded(self):
+        decay(self)
+        seen.append(self.lr_tensor.item() if self.lr_tensor is not None else self.lr)
+
+    adam.Adam.decay = recorded
+    try:
+        train_seeds(
+            "check", variant, config, small, (0,), dataclasses.replace(tp, epochs=3), "fp32"
+        )
+    finally:
+        adam.Adam.decay = decay
+    want = [variant.lr * variant.lr_decay**k for k in (1, 2, 3)]
+    out["lr_decays"] = {
+        "ok": all(abs(a - b) <= 1e-6 * b for a, b in zip(seen, want)) and len(seen) == 3,
+        "lr_after_each_epoch": seen,
+        "what": "the lr the step reads"
+        + (" (Adam's lr tensor, which the graph reads)" if device.type == "cuda" else "")
+        + f" after epochs 1-3, against {variant.lr} x {variant.lr_decay}^k",
+    }
+    return out
+
+
+class PartTimeout(Exception):
+    """A part ran past its share of the check's time budget."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise PartTimeout in this (main) thread once ``seconds`` have passed."""
+
+    def expired(signum, frame):
+        raise PartTimeout(f"ran past its budget of {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --- one step -------------------------------------------------------------------------
@@ -208,6 +315,9 @@ def _kernels(step, device) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step()  # outside the profile: on CUDA the first call captures the graph (3 warm-up steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     with profile(activities=activities) as prof:
         for _ in range(5):
             step()
@@ -272,21 +382,27 @@ def part_step(quick: bool, device) -> dict:
 # --- the benchmarks, as processes -------------------------------------------------------
 
 
-def _bench(module: str, args: list[str], out: Path) -> dict:
-    """Run ``benchmarks.<module>``; its report without the raw runs, or the error it ended in."""
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _bench(module: str, args: list[str], out: Path, budget: float) -> dict:
+    """Run ``benchmarks.<module>`` for at most ``budget`` seconds; its report without the raw
+    runs, or the error it ended in."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=budget,
+            env=run_env(),
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"ran past its budget of {budget:.0f} s"}
     if proc.returncode != 0:
         return {"error": " ".join(proc.stderr.strip().splitlines()[-3:])}
     return {k: v for k, v in json.loads(out.read_text()).items() if k != "runs"}
 
 
-def part_train(quick: bool, out: Path) -> dict:
+def part_train(quick: bool, out: Path, budget: float) -> dict:
     sizes = (
         ["--n-train", "500", "--n-test", "100", "--epochs", "1", "--seeds", "1,2"]
         if quick
@@ -304,10 +420,11 @@ def part_train(quick: bool, out: Path) -> dict:
             str(out / f"train-data-{sizes[1]}.npz"),
         ],
         out / "train.json",
+        budget,
     )
 
 
-def part_pipeline(quick: bool, out: Path) -> dict:
+def part_pipeline(quick: bool, out: Path, budget: float) -> dict:
     try:
         import dvc  # noqa: F401
     except ImportError:
@@ -328,7 +445,7 @@ def part_pipeline(quick: bool, out: Path) -> dict:
         if quick
         else []
     )
-    return _bench("bench_pipeline", [*sizes, "--targets", "compare"], out / "pipeline.json")
+    return _bench("bench_pipeline", [*sizes, "--targets", "compare"], out / "pipeline.json", budget)
 
 
 # --- the report -------------------------------------------------------------------------
@@ -348,15 +465,18 @@ def markdown(report: dict) -> str:
     if "tests" in parts and "error" not in parts["tests"]:
         t = parts["tests"]
         lines += [
-            "## Tests",
+            "## Tests and checks",
             "",
             f"- CUDA-only tests: `{t['pytest']}` (exit {t['pytest_exit']})",
-            f"- bitwise repeat, {t['bitwise_repeat']['seeds']} seeds of dropout_both: "
-            + (
-                "identical" if t["bitwise_repeat"]["identical_predictions_and_losses"] else "DIFFER"
-            ),
-            "",
         ]
+        lines += [
+            f"- {name}: **{'ok' if c['ok'] else 'FAILED'}**"
+            + (f", largest difference {c['max_abs_diff']:.3g}" if "max_abs_diff" in c else "")
+            + (", bitwise" if c.get("bitwise") else "")
+            + f" ({c['what']})"
+            for name, c in t["checks"].items()
+        ]
+        lines.append("")
     if "step" in parts and "error" not in parts["step"]:
         s = parts["step"]
         lines += [
@@ -398,10 +518,23 @@ def markdown(report: dict) -> str:
                 "```",
                 "",
             ]
-    errors = {k: v["error"] for k, v in parts.items() if "error" in v}
-    if errors:
-        lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    failed = failures(report)
+    if failed:
+        lines += ["## Failed", ""] + [f"- {k}: {v}" for k, v in failed.items()]
     return "\n".join(lines) + "\n"
+
+
+def failures(report: dict) -> dict[str, str]:
+    """Each part that failed, and why: an error, a failed check, or failed CUDA tests."""
+    out = {name: part["error"] for name, part in report["parts"].items() if "error" in part}
+    tests = report["parts"].get("tests", {})
+    if "checks" in tests:
+        bad = [name for name, c in tests["checks"].items() if not c["ok"]]
+        if tests["pytest_exit"] != 0:
+            bad.insert(0, f"CUDA-only tests ({tests['pytest']})")
+        if bad:
+            out["tests"] = "failed: " + ", ".join(bad)
+    return out
 
 
 def main() -> None:
@@ -424,21 +557,30 @@ def main() -> None:
         "seconds": {},
     }
     runners = {
-        "tests": lambda: part_tests(args.quick, device),
-        "step": lambda: part_step(args.quick, device),
-        "train": lambda: part_train(args.quick, out),
-        "pipeline": lambda: part_pipeline(args.quick, out),
+        "tests": lambda budget: part_tests(args.quick, device, budget),
+        "step": lambda budget: _within(budget, lambda: part_step(args.quick, device)),
+        "train": lambda budget: part_train(args.quick, out, budget),
+        "pipeline": lambda budget: part_pipeline(args.quick, out, budget),
     }
     for name in args.parts.split(","):
         start = time.perf_counter()
         try:
-            report["parts"][name] = runners[name]()
+            report["parts"][name] = runners[name](BUDGET_S[name])
         except Exception as exc:  # a part that fails must not lose the others' figures
             report["parts"][name] = {"error": f"{type(exc).__name__}: {exc}"}
         report["seconds"][name] = round(time.perf_counter() - start, 1)
         full = write_report(out / "gpu_check.json", report)
         (out / "gpu_check.md").write_text(markdown(full))
         print(f"{name}: {report['seconds'][name]} s", flush=True)
+    failed = failures(report)
+    for name, why in failed.items():
+        print(f"error: gpu_check part {name!r}: {why}", file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+def _within(budget: float, run):
+    with _deadline(budget):
+        return run()
 
 
 if __name__ == "__main__":

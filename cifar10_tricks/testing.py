@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,23 @@ GIT_ENV = {
 }
 
 
+def run_env() -> dict[str, str]:
+    """The environment for a command that runs DVC here: git's identity, unbuffered output,
+    and this interpreter first on PATH as ``python``, since DVC runs each stage's
+    ``python -m stages.<name>`` through the shell (a machine whose ``python`` is another
+    interpreter, or none, would run the stages without this project's packages)."""
+    bin_dir = Path(tempfile.gettempdir()) / f"cifar10-tricks-python-{os.getuid()}"
+    bin_dir.mkdir(exist_ok=True)
+    link = bin_dir / "python"
+    if not (link.is_symlink() and os.readlink(link) == sys.executable):
+        tmp = bin_dir / f".python.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(sys.executable)
+        os.replace(tmp, link)
+    path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+    return {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1", "PATH": path}
+
+
 class Project:
     def __init__(self, path: Path):
         self.path = path
@@ -40,7 +58,7 @@ class Project:
     ) -> subprocess.CompletedProcess:
         """Run a command in the project; ``capture=False`` sends its output to /dev/null (for a
         command whose daemons outlive it); no command runs past ``timeout`` seconds."""
-        env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+        env = run_env()
         out = {} if capture else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         proc = subprocess.run(
             args, cwd=self.path, env=env, capture_output=capture, text=True, timeout=timeout, **out

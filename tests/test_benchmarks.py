@@ -121,25 +121,42 @@ def test_reports_are_keyed_by_commit_and_machine(tmp_path):
 
 @pytest.mark.e2e
 def test_gpu_check_quick_runs_every_part_on_the_cpu(tmp_path):
-    """The one command a lent GPU runs cannot rot: on a CPU, tiny, every part ends in figures."""
+    """The one command a lent GPU runs cannot rot: on a CPU, tiny, every part ends in figures
+    and every check passes, even where the `python` on PATH is another interpreter that
+    cannot run the project (the stages DVC runs must use the interpreter running the check)."""
+    import os
     import subprocess
     import sys
 
     from benchmarks.common import ROOT
 
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\necho 'not this project's python' >&2\nexit 1\n")
+    (fake / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu_check", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     parts = report["parts"]
     assert set(parts) == {"tests", "step", "train", "pipeline"}
     assert not [name for name, part in parts.items() if "error" in part], parts
-    assert parts["tests"]["bitwise_repeat"]["identical_predictions_and_losses"] is True
+    checks = parts["tests"]["checks"]
+    assert set(checks) == {
+        "bitwise_repeat",
+        "stacked_equals_alone",
+        "graphed_equals_eager",
+        "lr_decays",
+    }
+    assert all(c["ok"] for c in checks.values()), checks
+    assert checks["lr_decays"]["lr_after_each_epoch"] == pytest.approx([1.6e-3, 1.28e-3, 1.024e-3])
     ways = {(r["way"], r["layout"], r["deterministic"]) for r in parts["step"]["rows"]}
     assert len(ways) == 2 * (3 + 4) and all(r["ms_per_step"] > 0 for r in parts["step"]["rows"])
     assert [r["layer"] for r in parts["step"]["layers"]["nchw"]] == ["conv1", "conv2", "conv3"]
@@ -147,3 +164,31 @@ def test_gpu_check_quick_runs_every_part_on_the_cpu(tmp_path):
     assert len(parts["pipeline"]["stages"]) == 2 + 2 + 1  # train, evaluate per variant; compare
     md = (tmp_path / "gpu_check.md").read_text()
     assert md.startswith("# GPU check (quick") and "## One step" in md and "## pipeline" in md
+    assert "stacked_equals_alone: **ok**" in md and "## Failed" not in md
+
+
+def test_gpu_check_exits_non_zero_after_writing_the_report_when_a_part_fails(tmp_path):
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_check",
+            "--quick",
+            "--parts",
+            "nonesuch",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "error: gpu_check part 'nonesuch'" in proc.stderr
+    assert "nonesuch" in json.loads((tmp_path / "gpu_check.json").read_text())["parts"]
+    assert "## Failed" in (tmp_path / "gpu_check.md").read_text()

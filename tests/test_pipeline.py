@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from cifar10_tricks.testing import GIT_ENV, Project, make_project
+from cifar10_tricks.testing import Project, make_project, run_env
 
 pytestmark = pytest.mark.e2e
 
@@ -305,7 +304,7 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
 
     import psutil
 
-    from cifar10_tricks.testing import GIT_ENV
+    from cifar10_tricks.testing import run_env
 
     proj = make_project(tmp_path, n_train=2000)
     raw = proj.params()
@@ -313,7 +312,7 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
     proj.set_params(raw)
     proj.commit("long run")
     proj.dvc("repro", "stats")
-    env = {**__import__("os").environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+    env = run_env()
     dvc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "train@baseline"],
         cwd=tmp_path,
@@ -596,7 +595,7 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
             proc = subprocess.run(
                 ["bash", "-e", "-o", "pipefail", "-c", script],
                 cwd=own_run.path,
-                env={**os.environ, **GIT_ENV, "COLUMNS": "120"},
+                env={**run_env(), "COLUMNS": "120"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=900,
