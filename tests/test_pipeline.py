@@ -147,7 +147,7 @@ def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
     full_run.dvc("plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
     assert "micro_f1.png" in html
-    assert "test accuracy per epoch" in html and "confusion.csv" in html
+    assert "Test accuracy per epoch, in the training precision" in html and "confusion.csv" in html
     pngs = list(out.rglob("*micro_f1.png"))
     assert pngs and pngs[0].read_bytes()[:4] == b"\x89PNG"
     full_run.dvc("plots", "diff", "main", "-o", str(tmp_path / "diff"))
