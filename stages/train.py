@@ -5,9 +5,10 @@ Params:  ``train`` (epochs, batch_size, seeds, device, precision, deterministic)
          ``variants.<variant>`` (the knobs of this rung of the ladder).
 Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model);
          ``<predictions>``: every seed's fp32 prediction and NLL for each test image (what
-         `evaluate` scores, with no torch); a DVCLive folder with per-epoch train/test loss
-         and accuracy, per seed (``seed_<s>/...``) and averaged over seeds (``train/...``,
-         ``test/...``).
+         `evaluate` scores, with no torch) and what made them (:func:`made_by`: data,
+         sizes, schedule, device, precision, stack size, versions); a DVCLive folder with
+         per-epoch train/test loss and accuracy, per seed (``seed_<s>/...``) and averaged over
+         seeds (``train/...``, ``test/...``).
 
 The data set lives on the device as uint8 tensors; batches are slices of a seeded
 random permutation, so no DataLoader or per-image transform sits in the hot loop.
