@@ -70,7 +70,7 @@ def child(stage: str, data: Path) -> dict:
     if stage == "evaluate":
         import numpy as np
 
-        from cifar10_tricks import cifar, predictions
+        from cifar10_tricks import cifar, predictions, provenance
         from stages import evaluate
 
         ds = cifar.load(data)
@@ -83,7 +83,7 @@ def child(stage: str, data: Path) -> dict:
                 pred,
                 np.ones(pred.shape, np.float32),
                 ds.classes,
-                dict.fromkeys(predictions.MADE_BY_KEYS),  # evaluate copies it, reads none
+                dict.fromkeys(provenance.KEYS),  # evaluate copies it, reads none
             )
             # making the file (and importing torch for it) is the train stage's work
             done("bench set-up")

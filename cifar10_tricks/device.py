@@ -9,7 +9,6 @@ import ctypes
 import os
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,13 +88,9 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from cifar10_tricks.provenance import cpuinfo
+
+    return set((cpuinfo("flags") or "").split())
 
 
 def pick_precision(requested: str, device: torch.device) -> str:
@@ -114,8 +109,9 @@ def configure_torch(device: torch.device, deterministic: bool) -> None:
 
     Deterministic mode skips torch's NaN fill of every uninitialised tensor
     (``torch.utils.deterministic.fill_uninitialized_memory``, on by default with it): a
-    debugging aid that adds a full write per new tensor (8 -> 75 fill kernels per CPU step),
-    which repeatability does not need (`test_deterministic_runs_skip_the_nan_fill_and_repeat`).
+    debugging aid that writes every new tensor once more (each a captured kernel in a CUDA
+    graph), which repeatability does not need
+    (`test_deterministic_runs_without_the_nan_fill_repeat_bit_for_bit`).
     """
     import torch.utils.deterministic
 
@@ -174,7 +170,7 @@ def keep_freed_memory() -> bool:
 # What `python -m benchmarks.gpu_check` decides for CUDA.  Until a GPU has measured them: a
 # stack of seeds in contiguous NCHW, as PyTorch's own compiler chooses for grouped convolutions
 # with more than one input channel per group (torch/_inductor/graph.py, decide_layout_opt: it
-# cites a 31x slowdown in channels_last); no cap on the stack beyond memory.
+# cites a 31x slowdown in channels_last); no cap on a variant's stack.
 CUDA_STACK_LAYOUT = "nchw"  # nchw | channels_last
 CUDA_STACK_CAP: int | None = None  # seeds past which images/s per model stop rising
 

@@ -88,9 +88,7 @@ class Net(nn.Module):
         self.register_buffer("seed_ids", torch.tensor(self.seeds, dtype=torch.int64), False)
         self.register_buffer("dropout_step", torch.zeros((), dtype=torch.int64), False)
         self._mask_index: dict = {}  # hashed_keep's per-shape indices, made on first use
-        self.memory_format = (
-            torch.channels_last
-        )  # of the activations; cifar10_tricks.step.prepare sets it
+        self.memory_format = torch.channels_last  # of the activations; step.fresh_stack sets it
         self.reset_parameters()
 
     @property

@@ -14,24 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar10_tricks import provenance
 from cifar10_tricks.classes import problem as classes_problem
 from cifar10_tricks.errors import UserError, rerun
 from cifar10_tricks.files import require, write_npz
 
 FIELDS = ("seeds", "y_true", "pred", "nll", "classes", "made_by")
 MAX_MADE_BY = 100_000  # characters: a few hundred in practice, a thousand seeds at the most
-MADE_BY_KEYS = {
-    "data",
-    "epochs",
-    "batch_size",
-    "seeds",
-    "device",
-    "device_name",
-    "precision",
-    "seeds_per_step",
-    "deterministic",
-    "torch",
-}
 
 
 def write(
@@ -99,7 +88,7 @@ def _made_by(value: np.ndarray, path: Path, way_out: str) -> dict:
         if value.dtype.kind != "U" or value.ndim != 0 or len(str(value)) > MAX_MADE_BY:
             raise ValueError("not one line of JSON")
         made_by = json.loads(str(value))
-        ok = isinstance(made_by, dict) and set(made_by) == MADE_BY_KEYS
+        ok = isinstance(made_by, dict) and set(made_by) == provenance.KEYS
     except (ValueError, RecursionError):
         ok = False
     if not ok:

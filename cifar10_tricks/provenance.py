@@ -14,6 +14,21 @@ import platform
 from pathlib import Path
 
 SYNTHETIC = "synthetic"  # data.source for the generated archive
+# The keys of a made_by record (`train` writes them; the predictions file's reader checks them).
+KEYS = frozenset(
+    {
+        "data",
+        "epochs",
+        "batch_size",
+        "seeds",
+        "device",
+        "device_name",
+        "precision",
+        "seeds_per_step",
+        "deterministic",
+        "torch",
+    }
+)
 NEAR_CHANCE = 0.05  # a baseline within 5 points of chance has barely learned
 
 
@@ -26,15 +41,20 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (lscpu's), else what Python knows."""
+def cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` in /proc/cpuinfo ("model name", "flags"), or None (not Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (lscpu's), else what Python knows."""
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def describe(made_by: dict) -> str:
