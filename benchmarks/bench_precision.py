@@ -55,12 +55,13 @@ def main() -> None:
     mean, std = channel_stats(ds.x_train)
     data = to_device(ds, device)
     p = params.load("params.yaml")
-    tp = params.TrainParams(epochs=args.epochs, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    tp = params.TrainParams(epochs=args.epochs, seeds=seeds)  # each seed a block of its own
     runs = []
     for name in args.variants.split(","):
         variant = p.variants[name]
         config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
-        for seed in tp.seeds:
+        for seed in tp.all_seeds:
             for precision in ("fp32", "bf16"):  # alternated, seed by seed
                 start = time.perf_counter()
                 model, _, _ = train_seeds(name, variant, config, data, (seed,), tp, precision)
@@ -98,7 +99,7 @@ def main() -> None:
         "device": str(device),
         "epochs": args.epochs,
         "noise": args.noise,
-        "seeds": list(tp.seeds),
+        "seeds": list(tp.all_seeds),
         "summary": summary,
         "runs": runs,
     }

@@ -150,6 +150,8 @@ def stage_runs(repeats: int, root: Path) -> dict:
         str(work / "params.yaml"),
         "--variant",
         "baseline",
+        "--seeds",
+        "0",
         "--data",
         str(work / "d.npz"),
         "--stats",
@@ -157,9 +159,9 @@ def stage_runs(repeats: int, root: Path) -> dict:
         "--models",
         str(work / "models"),
         "--live",
-        str(work / "results/baseline/live"),
+        str(work / "runs/baseline/0/live"),
         "--predictions",
-        str(work / "results/baseline/predictions.npz"),
+        str(work / "runs/baseline/0/predictions.npz"),
     ]
     evaluate = [
         sys.executable,
@@ -167,10 +169,14 @@ def stage_runs(repeats: int, root: Path) -> dict:
         "stages.evaluate",
         "--variant",
         "baseline",
+        "--seeds",
+        "0",
         "--predictions",
-        str(work / "results/baseline/predictions.npz"),
+        str(work / "runs/baseline/0/predictions.npz"),
+        "--live",
+        str(work / "runs/baseline/0/live"),
         "--out",
-        str(work / "results/baseline"),
+        str(work / "results/baseline/0"),
     ]
     compare = [
         sys.executable,

@@ -66,10 +66,10 @@ def run_project(
 
     variant = variant or params.Variant(normalize=True)
     config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
-    tp = params.TrainParams(epochs=epochs, seeds=tuple(range(seeds)))
+    tp = params.TrainParams(epochs=epochs, seeds=(f"0-{seeds - 1}",))
     data = to_device(ds, device)
     accs = []
-    for group in seed_groups(tp.seeds, per_step):
+    for group in seed_groups(tp.all_seeds, per_step):
         _, histories, _ = train_seeds("bench", variant, config, data, group, tp, precision)
         accs += [h[-1]["test/acc"] for h in histories.values()]
     return statistics.median(accs)

@@ -107,7 +107,7 @@ def part_tests(quick: bool, device, budget: float) -> dict:
     data = to_device(ds, device)
     variant = params.load(ROOT / "params.yaml").variants["dropout_both"]
     config = model_config(variant, {"mean": (0.5,) * 3, "std": (0.25,) * 3}, ds.classes)
-    tp = params.TrainParams(epochs=epochs, seeds=tuple(range(seeds)), deterministic=True)
+    tp = params.TrainParams(epochs=epochs, seeds=(f"0-{seeds - 1}",), deterministic=True)
     with _deadline(budget - (time.perf_counter() - start)):
         runs = [
             train_seeds(
@@ -115,7 +115,7 @@ def part_tests(quick: bool, device, budget: float) -> dict:
                 variant,
                 config,
                 data,
-                tp.seeds,
+                tp.all_seeds,
                 tp,
                 "bf16" if device.type == "cuda" else "fp32",
             )[2]
@@ -438,7 +438,7 @@ def part_pipeline(quick: bool, out: Path, budget: float) -> dict:
             "--epochs",
             "1",
             "--seeds",
-            "0,1",
+            "0-1",
             "--variants",
             "baseline,norm_inputs",
         ]

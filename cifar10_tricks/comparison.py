@@ -53,6 +53,20 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Grow:
+    """Growing the study by one block of seeds (:func:`cifar10_tricks.params.grow`)."""
+
+    seeds: tuple  # train.seeds as it would be: the blocks, the new one last
+    added: int  # seeds added per variant
+    models: int  # models that trains: added x variants (no seed already trained retrains)
+    trained: int  # models this study trained
+
+    @property
+    def command(self) -> str:
+        return f"dvc exp run -S 'train.seeds=[{','.join(map(str, self.seeds))}]'"
+
+
+@dataclass(frozen=True)
 class Table:
     """The whole comparison, variants in ladder order."""
 
@@ -69,6 +83,10 @@ class Table:
     chance: float | None = None  # 1 / the number of classes: a model that guesses
     made_by: dict | None = None  # what made the baseline's results (cifar10_tricks.provenance)
     differs: tuple[str, ...] = ()  # the keys of made_by in which some variant differs
+    # The cheap way to the seeds a half-point effect needs (None where the study has them):
+    # train.seeds with one block more, how many seeds that adds per variant and how many
+    # models it trains in all (new ones only), against how many this study trained.
+    grow: Grow | None = None
 
     @property
     def method_text(self) -> str:
@@ -135,4 +153,12 @@ class Table:
             "variants": variants,
             "made_by": self.made_by,
             "made_by_differs_in": list(self.differs),
+            "grow": None
+            if self.grow is None
+            else {
+                "command": self.grow.command,
+                "seeds_added": self.grow.added,
+                "models_to_train": self.grow.models,
+                "models_trained": self.grow.trained,
+            },
         }

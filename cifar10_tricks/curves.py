@@ -1,9 +1,11 @@
-"""The per-epoch curves: DVCLive's folder, written by `train`, and its one reader (`compare`).
+"""The per-epoch curves: DVCLive's folder, written by `train`, and its one reader (`evaluate`).
 
 A train stage's ``--live`` folder holds, per epoch (DVCLive steps counted from 1), the train and
-test loss and accuracy of every seed (``plots/metrics/seed_<s>/{train,test}/{loss,acc}.tsv``)
-and their mean over seeds (``plots/metrics/{train,test}/...``).  :func:`read_curves` gathers
-every variant's per-seed test curves into compare/curves.csv's rows (:data:`CURVE_FIELDS`).
+test loss and accuracy of every seed of its block (``plots/metrics/seed_<s>/{train,test}/
+{loss,acc}.tsv``) and their mean over those seeds (``plots/metrics/{train,test}/...``).
+:func:`read_seed_curves` reads each seed's test curves for `evaluate`, which puts them into
+report.json; :func:`curve_rows` turns every variant's into compare/curves.csv's rows
+(:data:`CURVE_FIELDS`).
 """
 
 from __future__ import annotations
@@ -43,20 +45,38 @@ def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
                 live.log_metric(prefix + key, row[key])
 
 
-def _series(path: Path, metric: str, name: str) -> list[float]:
+def _series(path: Path, metric: str, stage: str) -> list[float]:
     """One DVCLive curve (a value per epoch), checked."""
-    require(path, f"train@{name}")
+    require(path, stage)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             values = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(
             f"{path} is not DVCLive's per-epoch {metric} ({type(exc).__name__}: {exc}); "
-            f"{rerun(f'train@{name}')}."
+            f"{rerun(stage)}."
         ) from None
     if not values:
-        raise UserError(f"{path} holds no epochs; {rerun(f'train@{name}')}.")
+        raise UserError(f"{path} holds no epochs; {rerun(stage)}.")
     return values
+
+
+def read_seed_curves(live_dir: Path, seeds: list[int], stage: str) -> dict[str, dict]:
+    """Each seed's per-epoch test accuracy and loss from a ``--live`` folder that
+    :func:`write_live` wrote (``stage`` made it): seed (a string, as JSON keys are) ->
+    {"test_acc": [...], "test_loss": [...]}, one value per epoch.  `evaluate` carries them into
+    report.json, so `compare` reads no DVC-cached file."""
+    metrics = live_dir / "plots" / "metrics"
+    curves = {
+        str(s): {
+            f"test_{m}": _series(metrics / f"seed_{s}" / "test" / f"{m}.tsv", m, stage)
+            for m in ("acc", "loss")
+        }
+        for s in seeds
+    }
+    if len({len(c) for seed in curves.values() for c in seed.values()}) != 1:
+        raise UserError(f"{metrics}: the seeds' curves have different lengths; {rerun(stage)}.")
+    return curves
 
 
 CURVE_FIELDS = (
@@ -71,29 +91,22 @@ CURVE_FIELDS = (
 )
 
 
-def read_curves(results: Path, seeds: dict[str, list[int]]) -> list[dict]:
-    """Per variant and epoch (counted from 1): test accuracy (%) and loss, the mean over seeds
-    and the lowest and highest seed, from each seed's curves that :func:`write_live` wrote in
-    ``results/<variant>/live``."""
+def curve_rows(curves: dict[str, list[dict]]) -> list[dict]:
+    """compare/curves.csv's rows: per variant and epoch (counted from 1), test accuracy (%) and
+    loss, the mean over seeds and the lowest and highest seed.  ``curves``: per variant, each
+    seed's {"test_acc": [...], "test_loss": [...]} (:func:`read_seed_curves`'s values)."""
     rows = []
-    for name, variant_seeds in seeds.items():
-        metrics = results / name / "live" / "plots" / "metrics"
-        per_seed = {
-            metric: [
-                _series(metrics / f"seed_{s}" / "test" / f"{metric}.tsv", metric, name)
-                for s in variant_seeds
-            ]
-            for metric in ("acc", "loss")
-        }
-        epochs = {len(c) for curves in per_seed.values() for c in curves}
+    for name, per_seed in curves.items():
+        epochs = {len(c[f"test_{m}"]) for c in per_seed for m in ("acc", "loss")}
         if len(epochs) != 1:
             raise UserError(
-                f"{metrics}: the seeds' curves have different lengths; {rerun(f'train@{name}')}."
+                f"{name}: its seeds' curves have different lengths (blocks trained with "
+                "different train.epochs?); rerun `dvc repro` so that every block is current."
             )
         for e in range(epochs.pop()):
             row = {"variant": name, "epoch": e + 1}
             for metric, scale in (("acc", 100.0), ("loss", 1.0)):
-                at = np.array([c[e] for c in per_seed[metric]]) * scale
+                at = np.array([c[f"test_{metric}"][e] for c in per_seed]) * scale
                 row |= {
                     f"test_{metric}": round(float(at.mean()), 6),
                     f"test_{metric}_min": round(float(at.min()), 6),

@@ -23,8 +23,12 @@ from typing import Any
 
 from cifar10_tricks.errors import UserError
 
-# Safe as a file name, a DVC stage name (train@<name>) and a `dvc exp run -S` key.
-VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+# Safe as a file name, a DVC stage name and a `dvc exp run -S` key; no '-', which joins a
+# variant to its block of seeds in a stage's name (train@<variant>-<seeds>), so no two
+# (variant, block) pairs can give one name.
+VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# A block of seeds as params.yaml writes it: one seed (7) or a range, both ends in ("0-9").
+BLOCK = re.compile(r"^(\d{1,10})-(\d{1,10})$")
 DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
@@ -77,15 +81,81 @@ MAX_SEED = 2**32 - 1  # NumPy's legacy seeding takes 32 bits
 MAX_SEEDS = 1000
 
 
-def _seeds(v: list) -> str | None:
-    allowed = f"a list of 1 to {MAX_SEEDS} distinct integers from 0 to {MAX_SEED:,}"
-    if not v or len(v) > MAX_SEEDS:
-        return allowed
-    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in v):
-        return allowed
-    if len(set(v)) != len(v):
-        return allowed + " (a seed is listed twice)"
+def _ends(block: int | str) -> tuple[int, int]:
+    """A block's lowest and highest seed (a block :func:`seed_block_problem` accepts)."""
+    if isinstance(block, int):
+        return block, block
+    low, high = BLOCK.match(block).groups()
+    return int(low), int(high)
+
+
+def block_seeds(block: int | str) -> tuple[int, ...]:
+    """The seeds of one block of ``train.seeds``: ``7`` is (7,), ``"0-9"`` is (0, ..., 9)."""
+    low, high = _ends(block)
+    return tuple(range(low, high + 1))
+
+
+def block_name(block: int | str) -> str:
+    """The block as DVC names its stages and this project its folders: ``0-9``, ``7``."""
+    return str(block)
+
+
+def seed_block_problem(block) -> str | None:
+    """Why ``block`` is not a block of seeds, or None."""
+    if isinstance(block, bool) or not isinstance(block, (int, str)):
+        return "not an integer or a range"
+    if isinstance(block, int):
+        return None if 0 <= block <= MAX_SEED else f"outside 0 to {MAX_SEED:,}"
+    m = BLOCK.match(block)
+    if not m:
+        return "not an integer or a range 'a-b'"
+    low, high = map(int, m.groups())
+    if high > MAX_SEED:
+        return f"outside 0 to {MAX_SEED:,}"
+    if low > high:
+        return "a range that runs backwards"
+    if high - low + 1 > MAX_SEEDS:
+        return f"more than {MAX_SEEDS} seeds"
     return None
+
+
+def _seeds(v: list) -> str | None:
+    allowed = (
+        f"a list of blocks of seeds, each an integer (one seed) or a range 'a-b' (a to b, both "
+        f"included), e.g. [0-9] or [0-9, 10-19]: seeds from 0 to {MAX_SEED:,}, 1 to "
+        f"{MAX_SEEDS} in all, none twice"
+    )
+    if not v:
+        return allowed
+    for block in v:
+        problem = seed_block_problem(block)
+        if problem:
+            return f"{allowed} ({block!r} is {problem})"
+    names = [block_name(b) for b in v]
+    if len(set(names)) != len(names):
+        return allowed + " (a block is listed twice)"
+    # Counted from the ranges' ends (each already at most MAX_SEEDS) before any is expanded.
+    total = sum(high - low + 1 for low, high in map(_ends, v))
+    if total > MAX_SEEDS:
+        return f"{allowed} (these blocks hold {total:,} seeds)"
+    seeds = [s for b in v for s in block_seeds(b)]
+    if len(set(seeds)) != len(seeds):
+        twice = next(s for s in seeds if seeds.count(s) > 1)
+        return f"{allowed} (seed {twice} is in two blocks)"
+    return None
+
+
+def grow(blocks: tuple, total: int) -> tuple[tuple, tuple[int, ...]]:
+    """``blocks`` with one block more that brings the seeds to ``total``: the next seeds after
+    the highest, so every seed already trained keeps its stage (DVC reruns none of them).
+    Returns (the new list of blocks, the seeds added)."""
+    have = [s for b in blocks for s in block_seeds(b)]
+    if total <= len(have):
+        return tuple(blocks), ()
+    first = max(have) + 1
+    added = tuple(range(first, first + total - len(have)))
+    block = added[0] if len(added) == 1 else f"{added[0]}-{added[-1]}"
+    return (*blocks, block), added
 
 
 def _device(v: str) -> str | None:
@@ -141,13 +211,20 @@ class DataParams:
 class TrainParams:
     epochs: int = _knob(int, _integer(1, 10_000), default=10)
     batch_size: int = _knob(int, _integer(1, 100_000), default=64)
-    seeds: tuple[int, ...] = _knob(list, _seeds, default_factory=lambda: tuple(range(10)))
-    # At most this many seeds train together in one step (auto: device.seeds_per_step).
+    # Blocks of seeds (one DVC train stage per variant and block): ``7`` or ``"0-9"``.
+    seeds: tuple[int | str, ...] = _knob(list, _seeds, default_factory=lambda: ("0-9",))
+    # At most this many seeds of a block train together in one step (auto:
+    # device.seeds_per_step).
     seeds_per_step: int | str = _knob((int, str), _per_step, default="auto")
     device: str = _knob(str, _device, default="auto")
     precision: str = _knob(str, _one_of(PRECISIONS), default="auto")
     # true: deterministic kernels (bitwise repeatable on one device); false: faster on GPU.
     deterministic: bool = _knob(bool, default=True)
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """Every seed of every block, in the order params.yaml lists them."""
+        return tuple(s for block in self.seeds for s in block_seeds(block))
 
 
 @dataclass(frozen=True)
@@ -298,7 +375,8 @@ def parse(raw: Any) -> Params:
         if not isinstance(name, str) or not VARIANT_NAME.match(name):
             raise ParamsError(
                 f"variants: name {_show(name)} is not allowed; use a letter followed by up to 63 "
-                "letters, digits, '_' or '-' (it becomes a file name and a DVC stage name)."
+                "letters, digits or '_' (it becomes a file name and part of DVC's stage names, "
+                "train@<variant>-<seeds>, where '-' joins it to its seeds)."
             )
         variants[name] = build(Variant, spec, f"variants.{name}")
     lowered = [n.lower() for n in variants]

@@ -44,18 +44,19 @@ def write(
     )
 
 
-def read(path: Path, variant: str) -> dict[str, np.ndarray]:
-    """The arrays of a predictions file of ``variant``, checked for shape."""
-    require(path, f"train@{variant}")
+def read(path: Path, stage: str) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file that ``stage`` (train@<variant>-<seeds>) wrote, checked
+    for shape."""
+    require(path, stage)
     try:
         with np.load(path, allow_pickle=False) as z:
             p = {k: z[k] for k in FIELDS}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
             f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
-            f"{rerun(f'train@{variant}', 'its train stage')}."
+            f"{rerun(stage, 'its train stage')}."
         ) from None
-    way_out = rerun(f"train@{variant}")
+    way_out = rerun(stage)
     n_seeds, n = len(p["seeds"]), len(p["y_true"])
     if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
         raise UserError(

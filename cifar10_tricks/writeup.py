@@ -84,8 +84,11 @@ def answer(table: Table) -> list[str]:
             + f" to be detected with {table.power:.0%} power at the level used here "
             f"({table.mde_level:.3g})"
             + (
-                f"; `dvc exp run -S 'train.seeds=[{','.join(map(str, range(need)))}]'` sets them."
-                if need and need <= 40
+                f". `{g.command}` adds them: {g.added} new seed(s) per variant, {g.models} "
+                f"models to train, {g.models / g.trained:.1f}x the {g.trained} this study "
+                f"trained (so about {g.models / g.trained:.1f}x its training time on the same "
+                "device); no seed already trained retrains."
+                if (g := table.grow) is not None and need
                 else "."
             ),
         ]

@@ -1,10 +1,11 @@
 """Stage `compare`: does each trick help?  Effect sizes with intervals, over seeds.
 
-Inputs:  results/<variant>/report.json (per-seed scores, from `evaluate@<variant>`,
-         :mod:`cifar10_tricks.scores`) and each seed's per-epoch test curves in
-         results/<variant>/live/ (from `train@<variant>`, :mod:`cifar10_tricks.curves`).
-Params:  ``variants`` (their names and ladder order) and ``compare`` (baseline, alpha,
-         test, correction, parents).
+Inputs:  results/<variant>/<seeds>/report.json for every variant and every block of
+         ``train.seeds`` (per-seed scores and test curves, from `evaluate@<variant>-<seeds>`,
+         :mod:`cifar10_tricks.scores`): files in git, so this stage runs in a clone that has
+         pulled nothing.
+Params:  ``train.seeds`` (the blocks to gather), ``variants`` (their names and ladder order)
+         and ``compare`` (baseline, alpha, test, correction, parents).
 Outputs (in ``--out``, i.e. compare/):
   comparison.json   per variant: mean and sample std of micro-F1 over seeds and its 95% CI;
                     against the baseline and against the parent rung: the difference in
@@ -16,8 +17,9 @@ Outputs (in ``--out``, i.e. compare/):
   comparison.md     for people: one line on what data and run it is about (saying so when the
                     images are generated or the baseline is near chance), the answer (which
                     tricks help, hurt, or could not be told apart, and how large an effect
-                    could have gone unseen), then the table.  comparison.json carries the
-                    same record of what made it, ``made_by``.
+                    could have gone unseen, and the `dvc exp run` that adds the seeds a
+                    half-point effect needs, training only those), then the table.
+                    comparison.json carries the same record of what made it, ``made_by``.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
                     names unique across metrics files: a column per variant in `dvc exp show`
                     (the README's ``--only-changed --drop '^(?!Experiment|micro_f1[.])'``).
@@ -46,8 +48,8 @@ import numpy as np
 
 from cifar10_tricks import charts, params, writeup
 from cifar10_tricks.cli import run_main
-from cifar10_tricks.comparison import Comparison, Row, Table
-from cifar10_tricks.curves import CURVE_FIELDS, read_curves
+from cifar10_tricks.comparison import Comparison, Grow, Row, Table
+from cifar10_tricks.curves import CURVE_FIELDS, curve_rows
 from cifar10_tricks.files import atomic_group, write_csv, write_json, write_text
 from cifar10_tricks.inference import (
     TTest,
@@ -196,16 +198,31 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params)
     names = list(p.variants)
-    scores, chance, made_by = read_scores(args.results, names)
-    table = compare(scores, p.compare, chance=chance)
-    base = made_by[p.compare.baseline]
-    differs = sorted({k for m in made_by.values() for k in base if m.get(k) != base[k]})
-    table = dataclasses.replace(table, made_by=base, differs=tuple(differs))
-    curves = read_curves(args.results, {name: list(scores[name]) for name in names})
+    study = read_scores(args.results, names, p.train.seeds)
+    table = compare(study.scores, p.compare, chance=study.chance)
+    base = study.made_by[p.compare.baseline]
+    # Every block's record against the baseline's (the seeds differ from block to block).
+    differs = sorted(
+        {k for m in study.blocks_made_by for k in base if k != "seeds" and m.get(k) != base[k]}
+    )
+    table = dataclasses.replace(
+        table, made_by=base, differs=tuple(differs), grow=grow(p.train, len(names), table)
+    )
+    curves = curve_rows(study.curves)
     text = writeup.markdown(table)
     with atomic_group():  # all eight files are replaced together, or none is
         write_outputs(table, curves, text, args.out)
     log.info("%s", text)
+
+
+def grow(tp: params.TrainParams, variants: int, table: Table) -> Grow | None:
+    """The block of seeds that brings every variant to the seeds a half-point effect needs, or
+    None where the study has them already (or would need more than params.yaml allows)."""
+    need, have = table.seeds_for_half_point, len(tp.all_seeds)
+    if need is None or need <= have or need > params.MAX_SEEDS:
+        return None
+    blocks, added = params.grow(tp.seeds, need)
+    return Grow(blocks, len(added), len(added) * variants, have * variants)
 
 
 def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> None:

@@ -1,19 +1,23 @@
-"""Stage `evaluate@<variant>`: score each seed's predictions on the test images.
+"""Stage `evaluate@<variant>-<seeds>`: score each seed's predictions on the test images.
 
-Input:   ``--predictions`` (results/<variant>/predictions.npz, from `train@<variant>`): every
-         seed's fp32 prediction and NLL of each test image, the true labels and class names.
-Outputs (in ``--out``, i.e. results/<variant>/):
+Inputs:  from `train@<variant>-<seeds>`, in runs/<variant>/<seeds>/: ``--predictions``, every
+         seed's fp32 prediction and NLL of each test image, the true labels and class names;
+         ``--live``, its DVCLive folder, for each seed's per-epoch test curves.
+Outputs (in ``--out``, i.e. results/<variant>/<seeds>/), all in git, so that `compare` reads
+no DVC-cached file and runs in a clone that never pulled (``dvc exp run --pull
+--allow-missing``):
   metrics.json    `micro_f1` (= accuracy), `macro_f1` and `loss` (test NLL): the mean over
-                  seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics show/diff`
-                  read (short keys, so a row per variant fits 120 columns); `made_by`, what
-                  made them (data, sizes, epochs, device, precision, versions), as a one-item
-                  list, which DVC's tables leave out.
-  report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and
-                  support (scikit-learn); the confusion matrix summed over seeds
-                  (:mod:`cifar10_tricks.scores`, which `compare` reads it with).
-  confusion.csv   actual,predicted,count: the confusion matrix summed over every seed, one
-                  row per pair of classes (zeros included, so every variant's matrix is
-                  square and alike): DVC plot data (template .dvc/plots/confusion_counts.json).
+                  the block's seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics
+                  show/diff` read (short keys, so a row fits 120 columns; compare/summary.json
+                  has each variant's mean over all its blocks); `made_by`, what made them
+                  (data, sizes, epochs, device, precision, versions), as a one-item list,
+                  which DVC's tables leave out.
+  report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and support
+                  (scikit-learn) and the per-epoch test curves; the confusion matrix summed
+                  over seeds (:mod:`cifar10_tricks.scores`, which `compare` reads it with).
+  confusion.csv   actual,predicted,count: the confusion matrix summed over the block's seeds,
+                  one row per pair of classes (zeros included, so every matrix is square and
+                  alike): DVC plot data (template .dvc/plots/confusion_counts.json).
 
 The train stage predicts the test set after every epoch anyway, so it writes its final
 predictions (in fp32, whatever precision trained the models, so metrics compare alike) and
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from cifar10_tricks import predictions, scores
+from cifar10_tricks import curves, predictions, scores
 from cifar10_tricks.cli import run_main
 from cifar10_tricks.files import atomic_group, write_csv, write_json
 from cifar10_tricks.inference import mean_sd
@@ -54,8 +58,11 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> d
     }
 
 
-def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """(metrics, report) over every seed's predictions."""
+def evaluate_predictions(
+    p: dict[str, np.ndarray], seed_curves: dict[str, dict] | None = None
+) -> tuple[dict, dict]:
+    """(metrics, report) over every seed's predictions; ``seed_curves`` (seed as a string ->
+    its per-epoch test curves) go into the report as they are."""
     classes = tuple(p["classes"].tolist())
     per_seed = {}
     for seed, pred, nll in zip(p["seeds"].tolist(), p["pred"], p["nll"]):
@@ -73,6 +80,7 @@ def evaluate_predictions(p: dict[str, np.ndarray]) -> tuple[dict, dict]:
         "seeds": list(per_seed),
         "per_seed": {str(s): v for s, v in per_seed.items()},
         "confusion_sum": np.sum([s["confusion"] for s in per_seed.values()], axis=0).tolist(),
+        "curves": seed_curves or {},
         "made_by": p["made_by"],
     }
     return metrics, report
@@ -90,12 +98,16 @@ def confusion_rows(matrix: list[list[int]], classes: list[str]) -> list[tuple[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
+    parser.add_argument("--seeds", required=True, help="the block of seeds (0-9, 7)")
     parser.add_argument("--predictions", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="results folder of this variant")
+    parser.add_argument("--live", type=Path, required=True, help="the train stage's DVCLive folder")
+    parser.add_argument("--out", type=Path, required=True, help="results folder of this block")
     args = parser.parse_args(argv)
 
-    p = predictions.read(args.predictions, args.variant)
-    metrics, report = evaluate_predictions(p)
+    stage = f"train@{args.variant}-{args.seeds}"
+    p = predictions.read(args.predictions, stage)
+    seed_curves = curves.read_seed_curves(args.live, p["seeds"].tolist(), stage)
+    metrics, report = evaluate_predictions(p, seed_curves)
     classes = report["classes"]
     with atomic_group():  # the three files are replaced together, or none is
         write_csv(
@@ -106,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         scores.write(args.out / "report.json", report)
         write_json(args.out / "metrics.json", metrics)
     log.info(
-        "%s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",
+        "%s seeds %s: micro-F1 %.4f ± %.4f, macro-F1 %.4f ± %.4f over %d seeds",
         args.variant,
+        args.seeds,
         metrics["micro_f1"],
         metrics["micro_f1_sd"],
         metrics["macro_f1"],

@@ -1,8 +1,12 @@
-"""Stage `train@<variant>`: train one fresh model per seed for one variant, seeds together.
+"""Stage `train@<variant>-<seeds>`: train one fresh model per seed of one block of seeds.
 
-Inputs:  the data file (`download`), the train-set stats (`stats`).
-Params:  ``train`` (epochs, batch_size, seeds, device, precision, deterministic) and
-         ``variants.<variant>`` (the knobs of this rung of the ladder).
+Inputs:  the data file (`download`), the train-set stats (`stats`); ``--seeds``, the block
+         (``0-9``: seeds 0 to 9; ``7``: seed 7), one of ``train.seeds``, which DVC's
+         ``matrix`` turns into one stage per variant and block: adding a block adds stages
+         and retrains no seed already trained.
+Params:  ``train`` (epochs, batch_size, seeds_per_step, device, precision, deterministic;
+         not ``seeds``: a stage's block is in its command) and ``variants.<variant>`` (the
+         knobs of this rung of the ladder).
 Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model);
          ``<predictions>``: every seed's fp32 prediction and NLL for each test image (what
          `evaluate` scores, with no torch) and what made them (:func:`made_by`: data,
@@ -149,6 +153,7 @@ def made_by(
     ds: cifar.Dataset,
     data_file: Path,
     tp: params.TrainParams,
+    seeds: tuple[int, ...],
     device: torch.device,
     precision: str,
     per_step: int,
@@ -164,7 +169,7 @@ def made_by(
         },
         "epochs": tp.epochs,
         "batch_size": tp.batch_size,
-        "seeds": list(tp.seeds),
+        "seeds": list(seeds),
         "device": device.type,
         "device_name": device_name(device),
         "precision": precision,
@@ -177,6 +182,18 @@ def made_by(
 def seed_groups(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
     """``seeds`` in consecutive groups of at most ``per_step``, each trained as one stack."""
     return [tuple(seeds[i : i + per_step]) for i in range(0, len(seeds), per_step)]
+
+
+def block_of(text: str) -> tuple[int, ...]:
+    """The seeds of ``--seeds``, a block as ``train.seeds`` writes it ("0-9", "7")."""
+    block: int | str = int(text) if text.isdigit() else text
+    problem = params.seed_block_problem(block)
+    if problem:
+        raise UserError(
+            f"--seeds {text!r} is {problem}; give one block of train.seeds: a seed (7) or a "
+            "range (0-9)."
+        )
+    return params.block_seeds(block)
 
 
 def progress_bar(total_batches: int, desc: str):
@@ -193,6 +210,9 @@ def progress_bar(total_batches: int, desc: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", required=True)
+    parser.add_argument(
+        "--seeds", required=True, help="the block of seeds to train: 0-9 (0 to 9) or 7 (one)"
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--stats", type=Path, required=True)
@@ -213,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}."
         )
     variant, tp = p.variants[args.variant], p.train
+    seeds = block_of(args.seeds)
     channel_stats = stats_file.read(args.stats)
     device = pick_device(tp.device)
     precision = pick_precision(tp.precision, device)
@@ -226,15 +247,16 @@ def main(argv: list[str] | None = None) -> None:
         ds = loading.result()
     data = to_device(ds, device)
     config = model_config(variant, channel_stats, ds.classes)
-    per_step = seeds_per_step(tp.seeds_per_step, len(tp.seeds), device)
-    groups = seed_groups(tp.seeds, per_step)
+    per_step = seeds_per_step(tp.seeds_per_step, len(seeds), device)
+    groups = seed_groups(seeds, per_step)
     # The work ahead, then (after the first epoch) how long it will take: a CPU run of the
     # default study is hours, and the user should learn that from the run, not the README.
     log.info(
-        "train %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per step "
-        "(%d stack(s)); data on the device in %.2f s",
+        "train %s seeds %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per "
+        "step (%d stack(s)); data on the device in %.2f s",
         args.variant,
-        len(tp.seeds),
+        args.seeds,
+        len(seeds),
         tp.epochs,
         f"{len(ds.y_train):,}",
         device,
@@ -273,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
 
     histories, models, preds, nlls = {}, {}, [], []
     batches = -(-len(ds.y_train) // tp.batch_size)
-    bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}")
+    bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}-{args.seeds}")
     for group in groups:
         try:
             model, group_histories, (pred, nll) = train_seeds(
@@ -305,12 +327,12 @@ def main(argv: list[str] | None = None) -> None:
             )
         predictions.write(
             args.predictions,
-            tp.seeds,
+            seeds,
             ds.y_test,
             np.concatenate(preds),
             np.concatenate(nlls),
             ds.classes,
-            made_by(ds, args.data, tp, device, precision, per_step),
+            made_by(ds, args.data, tp, seeds, device, precision, per_step),
         )
     curves.write_live(args.live, histories)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar10_tricks import cifar, predictions
+from cifar10_tricks import cifar, params, predictions
 
 
 @pytest.fixture(scope="session")
@@ -75,24 +75,36 @@ def run_python(*args: str, check: bool = False, **env: str) -> subprocess.Comple
     )
 
 
-def fake_results(root, scores):
-    """results/<variant>/: report.json and DVCLive's per-seed curves (2 epochs: the seed's
-    score minus 0.1, then the score; loss 1 - score), as the train and evaluate stages write."""
+def fake_results(root, scores, block_size: int = 2) -> list[str]:
+    """results/<variant>/<seeds>/report.json, the seeds 0, 1, ... of each variant in blocks of
+    ``block_size`` ("0-1", "2", ...), as the evaluate stages write them, with each seed's test
+    curves (2 epochs: the seed's score minus 0.1, then the score; loss 1.1 - score, then
+    1 - score).  Returns the blocks, as train.seeds lists them."""
+    n = len(next(iter(scores.values())))
+    starts = range(0, n, block_size)
+    blocks = [
+        f"{a}-{min(a + block_size, n) - 1}" if min(a + block_size, n) - 1 > a else a for a in starts
+    ]
     for name, values in scores.items():
-        res = root / name
-        report = {
-            "classes": list("abcdefghij"),
-            "seeds": list(range(len(values))),
-            "per_seed": {str(i): {"micro_f1": v} for i, v in enumerate(values)},
-            "made_by": MADE_BY,
-        }
-        res.mkdir(parents=True)
-        (res / "report.json").write_text(json.dumps(report))
-        for seed, v in enumerate(values):
-            curves = res / f"live/plots/metrics/seed_{seed}/test"
-            curves.mkdir(parents=True)
-            (curves / "acc.tsv").write_text(f"step\tacc\n1\t{v - 0.1}\n2\t{v}\n")
-            (curves / "loss.tsv").write_text(f"step\tloss\n1\t{1.1 - v}\n2\t{1 - v}\n")
+        for block in blocks:
+            seeds = params.block_seeds(block)
+            report = {
+                "classes": list("abcdefghij"),
+                "seeds": list(seeds),
+                "per_seed": {str(s): {"micro_f1": values[s]} for s in seeds},
+                "curves": {
+                    str(s): {
+                        "test_acc": [values[s] - 0.1, values[s]],
+                        "test_loss": [1.1 - values[s], 1 - values[s]],
+                    }
+                    for s in seeds
+                },
+                "made_by": {**MADE_BY, "seeds": list(seeds)},
+            }
+            res = root / name / str(block)
+            res.mkdir(parents=True)
+            (res / "report.json").write_text(json.dumps(report))
+    return blocks
 
 
 CLASSES = tuple("abcdefghij")  # ten plain class names
@@ -126,14 +138,16 @@ def write_predictions(path, seeds=(3, 5), n=60, seed=0):
     return y, pred, nll
 
 
-def project_params(path: Path, variants: list[str], **compare) -> Path:
-    """The project's params.yaml at ``path`` with only ``variants`` (each the baseline's knobs)
-    and ``compare`` keys changed: every key present, as the loader requires."""
+def project_params(path: Path, variants: list[str], seeds=("0-9",), **compare) -> Path:
+    """The project's params.yaml at ``path`` with only ``variants`` (each the baseline's knobs),
+    train.seeds (the blocks ``seeds``) and ``compare`` keys changed: every key present, as the
+    loader requires."""
     import yaml
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     knobs = raw["variants"]["baseline"]
     raw["variants"] = {name: dict(knobs) for name in variants}
+    raw["train"]["seeds"] = list(seeds)
     raw["compare"].update({"baseline": variants[0], "parents": {}, **compare})
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -12,7 +12,7 @@ import pytest
 from cifar10_tricks import inference, params, writeup
 from cifar10_tricks.errors import UserError
 from stages import compare
-from tests.conftest import MADE_BY, fake_results, project_params
+from tests.conftest import fake_results, project_params
 
 
 def by_seed(scores: dict[str, list[float]]) -> dict[str, dict[int, float]]:
@@ -116,8 +116,8 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
         "norm_inputs": [0.6, 0.61, 0.6],
         "extra_variant": [0.5, 0.52, 0.5],
     }
-    fake_results(tmp_path / "results", scores)
-    project_params(tmp_path / "params.yaml", names, correction="none")
+    blocks = fake_results(tmp_path / "results", scores)
+    project_params(tmp_path / "params.yaml", names, blocks, correction="none")
     out = tmp_path / "compare"
     compare.main(
         [
@@ -181,7 +181,7 @@ def test_stage_writes_table_charts_and_curves(tmp_path):
 
 def test_missing_results_name_the_stage(tmp_path):
     project_params(tmp_path / "params.yaml", ["baseline"])
-    with pytest.raises(UserError, match="evaluate@baseline"):
+    with pytest.raises(UserError, match="evaluate@baseline-0-9"):
         compare.main(
             [
                 "--params",
@@ -197,8 +197,10 @@ def test_missing_results_name_the_stage(tmp_path):
 def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     """Ctrl-C while compare writes: its eight files are all the old ones, none half-new."""
     names = ["baseline", "other"]
-    fake_results(tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]})
-    project_params(tmp_path / "params.yaml", names)
+    blocks = fake_results(
+        tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]}
+    )
+    project_params(tmp_path / "params.yaml", names, blocks)
     args = [
         "--params",
         str(tmp_path / "params.yaml"),
@@ -210,16 +212,9 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     compare.main(args)
     before = {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()}
     assert len(before) == 8
-    (tmp_path / "results/other/report.json").write_text(
-        json.dumps(
-            {
-                "classes": list("abcdefghij"),
-                "seeds": [0, 1, 2],
-                "per_seed": {str(i): {"micro_f1": 0.9} for i in range(3)},
-                "made_by": MADE_BY,
-            }
-        )
-    )
+    report = json.loads((tmp_path / "results/other/0-1/report.json").read_text())
+    report["per_seed"] = {str(i): {"micro_f1": 0.9} for i in range(2)}
+    (tmp_path / "results/other/0-1/report.json").write_text(json.dumps(report))
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

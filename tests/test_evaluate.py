@@ -8,8 +8,31 @@ import json
 import numpy as np
 import pytest
 
+from cifar10_tricks import curves
 from stages import evaluate
 from tests.conftest import CLASSES, run_python, write_predictions
+
+
+def _live(path, seeds=(3, 5)):
+    """A DVCLive folder of two epochs for ``seeds``, as the train stage writes it."""
+    row = {"train/loss": 1.0, "train/acc": 0.5, "test/loss": 0.9, "test/acc": 0.6}
+    curves.write_live(path, {s: [row, {**row, "test/acc": 0.7}] for s in seeds})
+    return path
+
+
+def _args(tmp_path, out) -> list[str]:
+    return [
+        "--variant",
+        "v",
+        "--seeds",
+        "3-5",
+        "--predictions",
+        str(tmp_path / "p.npz"),
+        "--live",
+        str(tmp_path / "live"),
+        "--out",
+        str(out),
+    ]
 
 
 def test_micro_f1_is_accuracy_and_per_class_is_complete():
@@ -27,8 +50,9 @@ def test_micro_f1_is_accuracy_and_per_class_is_complete():
 
 def test_stage_writes_metrics_report_and_confusion(tmp_path):
     y, pred, nll = write_predictions(tmp_path / "p.npz")
-    out = tmp_path / "results" / "v"
-    evaluate.main(["--variant", "v", "--predictions", str(tmp_path / "p.npz"), "--out", str(out)])
+    _live(tmp_path / "live")
+    out = tmp_path / "results" / "v" / "3-5"
+    evaluate.main(_args(tmp_path, out))
     metrics = json.loads((out / "metrics.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert metrics["seeds"] == 2 and report["seeds"] == [3, 5]
@@ -38,6 +62,8 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
     assert metrics["micro_f1_sd"] == pytest.approx(np.std(per_seed, ddof=1))
     assert metrics["loss"] == pytest.approx(nll.astype(np.float64).mean(1).mean())
     assert np.sum(report["confusion_sum"]) == 2 * len(y)
+    # Each seed's test curves from the train stage's DVCLive folder: what compare draws.
+    assert report["curves"]["5"] == {"test_acc": [0.6, 0.7], "test_loss": [0.9, 0.9]}
     # Square and summed over seeds: every pair of the 10 classes, zeros included.
     rows = [line.split(",") for line in (out / "confusion.csv").read_text().splitlines()]
     assert rows[0] == ["actual", "predicted", "count"] and len(rows) == 1 + 10 * 10
@@ -50,10 +76,10 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
 def test_stage_imports_no_torch(tmp_path):
     """Scoring needs NumPy and scikit-learn only: no torch import, no CUDA context."""
     write_predictions(tmp_path / "p.npz")
+    _live(tmp_path / "live")
     code = (
         "import sys; from stages import evaluate; "
-        "evaluate.main(['--variant', 'v', '--predictions', "
-        f"{str(tmp_path / 'p.npz')!r}, '--out', {str(tmp_path / 'r')!r}]); "
+        f"evaluate.main({_args(tmp_path, tmp_path / 'r')!r}); "
         "print('torch' in sys.modules)"
     )
     out = run_python("-c", code, check=True)

@@ -32,7 +32,8 @@ def test_project_params_load(raw):
         "dropout_both",
     ]
     assert (
-        p.train.seeds == tuple(range(10))
+        p.train.seeds == ("0-9",)
+        and p.train.all_seeds == tuple(range(10))
         and p.train.seeds_per_step == "auto"
         and p.train.epochs == 10
         and p.train.batch_size == 64
@@ -165,8 +166,15 @@ _DELETE = object()
         (("train", "batch_size"), 0, r"train.batch_size = 0 .*from 1 to 100,000"),
         (("train", "epochs"), 2.5, r"train.epochs = 2.5 is not an integer"),
         (("train", "epochs"), True, r"train.epochs = True is not an integer"),
-        (("train", "seeds"), [], r"train.seeds = \[\] .*a list of 1 to 1000 distinct integers"),
-        (("train", "seeds"), [1, 1], r"seed is listed twice"),
+        (("train", "seeds"), [], r"train.seeds = \[\] .*a list of blocks of seeds, each an"),
+        (("train", "seeds"), [1, 1], r"a block is listed twice"),
+        (("train", "seeds"), ["0-9", "5-14"], r"seed 5 is in two blocks"),
+        (("train", "seeds"), ["9-0"], r"'9-0' is a range that runs backwards"),
+        (("train", "seeds"), ["0-1000"], r"'0-1000' is more than 1000 seeds"),
+        (("train", "seeds"), ["0-499", "500-1000"], r"these blocks hold 1,001 seeds"),
+        (("train", "seeds"), ["0..9"], r"'0..9' is not an integer or a range 'a-b'"),
+        (("train", "seeds"), [[0, 1]], r"\[0, 1\] is not an integer or a range"),
+        (("train", "seeds"), [True], r"True is not an integer or a range"),
         (("train", "seeds"), 3, r"train.seeds = 3 is not a list"),
         (
             ("train", "seeds_per_step"),
@@ -305,3 +313,16 @@ def test_a_missing_key_is_an_error_naming_it_and_what_it_holds(raw, path, says):
     del where[path[-1]]
     with pytest.raises(params.ParamsError, match=re.escape(says)):
         params.parse(raw)
+
+
+def test_grow_appends_the_next_seeds_as_one_block():
+    assert params.grow(("0-9",), 20) == (("0-9", "10-19"), tuple(range(10, 20)))
+    assert params.grow((3, "5-6"), 4) == ((3, "5-6", 7), (7,))
+    assert params.grow(("0-9",), 5) == (("0-9",), ())
+
+
+def test_blocks_of_seeds_name_their_seeds_and_stages():
+    assert params.block_seeds("0-3") == (0, 1, 2, 3) and params.block_seeds(7) == (7,)
+    assert params.block_seeds("5-5") == (5,) and params.block_name(7) == "7"
+    tp = params.TrainParams(seeds=("0-2", 9, "10-11"))
+    assert tp.all_seeds == (0, 1, 2, 9, 10, 11)

@@ -52,7 +52,7 @@ def full_run(tmp_path_factory):
     committed.  Read-only: a test that changes a project takes its own copy (``own_run``)."""
     proj = make_project(tmp_path_factory.mktemp("full"))
     raw = proj.params()
-    raw["train"].update({"epochs": 1, "seeds": [0, 1]})
+    raw["train"].update({"epochs": 1, "seeds": ["0-1"]})
     proj.set_params(raw)
     proj.commit("tiny run")
     proc = proj.dvc("repro")
@@ -85,20 +85,24 @@ def test_every_variant_has_metrics_and_plot_data(full_run):
     variants = list(full_run.params()["variants"])
     assert len(variants) == 8
     for name in variants:
-        res = full_run.path / "results" / name
+        res, run = full_run.path / "results" / name / "0-1", full_run.path / "runs" / name / "0-1"
         metrics = json.loads((res / "metrics.json").read_text())
         assert metrics["seeds"] == 2 and 0 <= metrics["micro_f1"] <= 1
         assert {"micro_f1_sd", "macro_f1", "macro_f1_sd", "loss", "loss_sd"} <= set(metrics)
         for seed in (0, 1):
-            assert (full_run.path / "models" / name / f"seed_{seed}.pt").is_file()
-        curve = (res / "live/plots/metrics/test/acc.tsv").read_text().splitlines()
+            assert (full_run.path / "models" / name / "0-1" / f"seed_{seed}.pt").is_file()
+        curve = (run / "live/plots/metrics/test/acc.tsv").read_text().splitlines()
         assert curve == [curve[0], curve[1]] and curve[0] == "step\tacc"  # header + 1 epoch
         assert curve[1].startswith("1\t")  # epochs counted from 1, as compare counts them
-        assert (res / "live/plots/metrics/seed_1/train/loss.tsv").is_file()
+        assert (run / "live/plots/metrics/seed_1/train/loss.tsv").is_file()
         confusion = (res / "confusion.csv").read_text().splitlines()
         assert confusion[0] == "actual,predicted,count" and len(confusion) == 1 + 10 * 10
     shown = full_run.dvc("metrics", "show", "--json").stdout
-    assert all(f"results/{name}/metrics.json" in shown for name in variants)
+    assert all(f"results/{name}/0-1/metrics.json" in shown for name in variants)
+    # DVC's outputs stay out of git without a .gitignore of DVC's in every folder.
+    assert full_run.git("status", "--porcelain", "--ignored", "models", "runs") == (
+        "!! models/\n!! runs/\n"
+    )
 
 
 def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(own_run):
@@ -110,7 +114,7 @@ def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(own_run):
     ran = sorted(
         line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")
     )
-    assert ran == ["compare", "evaluate@dropout_conv", "train@dropout_conv"]
+    assert ran == ["compare", "evaluate@dropout_conv-0-1", "train@dropout_conv-0-1"]
     assert "variants.dropout_conv.dropout_conv" in own_run.dvc("params", "diff").stdout
 
 
@@ -136,10 +140,10 @@ def test_metrics_diff_between_branches(own_run):
     own_run.commit("dropout_dense 0.5")
     diff = json.loads(own_run.dvc("metrics", "diff", "main", "--json").stdout)
     changed = {path for path, values in diff.items() if values}
-    assert changed <= {"results/dropout_dense/metrics.json", "compare/summary.json"}
-    assert "results/dropout_dense/metrics.json" in changed
+    assert changed <= {"results/dropout_dense/0-1/metrics.json", "compare/summary.json"}
+    assert "results/dropout_dense/0-1/metrics.json" in changed
     assert set(diff.get("compare/summary.json", {})) <= {"micro_f1.dropout_dense"}
-    assert "loss" in diff["results/dropout_dense/metrics.json"]
+    assert "loss" in diff["results/dropout_dense/0-1/metrics.json"]
 
 
 def test_plots_show_writes_a_page_with_the_chart(full_run, tmp_path):
@@ -240,7 +244,7 @@ def _queue_and_wait(proj, jobs: int, values: dict[str, float]) -> dict[str, tupl
                 data = rev.get("data") or {}
                 if rev.get("name") in values:
                     variants = data["params"]["params.yaml"]["data"]["variants"]
-                    metrics = data["metrics"]["results/dropout_dense/metrics.json"]["data"]
+                    metrics = data["metrics"]["results/dropout_dense/0-1/metrics.json"]["data"]
                     found[rev["name"]] = (
                         variants["dropout_dense"]["dropout_dense"],
                         metrics["loss"],
@@ -256,8 +260,8 @@ def test_queued_experiments_finish_with_their_own_metrics(own_run):
     # Queued from a committed run, each retrains only the variant it changed.
     for name in found:
         log = own_run.dvc("queue", "logs", name).stdout
-        ran = set(re.findall(r"Running stage '(train@\w+)'", log))
-        assert ran == {"train@dropout_dense"}, log
+        ran = set(re.findall(r"Running stage '(train@[\w-]+)'", log))
+        assert ran == {"train@dropout_dense-0-1"}, log
 
 
 def test_two_queued_experiments_in_parallel(own_run):
@@ -273,7 +277,9 @@ def test_same_params_give_the_same_files_and_a_forced_rerun_changes_nothing(own_
     included: `dvc.lock` keeps every md5 and `git status` stays clean."""
     root = own_run.path
     files = sorted(
-        p for p in [*root.glob("results/**/*"), *root.glob("models/**/*")] if p.is_file()
+        p
+        for p in [*root.glob("results/**/*"), *root.glob("runs/**/*"), *root.glob("models/**/*")]
+        if p.is_file()
     )
     files += sorted(p for p in [*root.glob("compare/*"), root / "data/stats.json"] if p.is_file())
     assert len(files) > 8 * 6
@@ -308,13 +314,13 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
 
     proj = make_project(tmp_path, n_train=2000)
     raw = proj.params()
-    raw["train"].update({"epochs": 40, "seeds": [0]})
+    raw["train"].update({"epochs": 40, "seeds": [0]})  # one block, of seed 0
     proj.set_params(raw)
     proj.commit("long run")
     proj.dvc("repro", "stats")
     env = run_env()
     dvc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "train@baseline"],
+        [sys.executable, "-m", "dvc", "repro", "train@baseline-0"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -337,15 +343,15 @@ def test_train_stage_killed_mid_epoch_then_rerun(tmp_path):
         p.send_signal(signal.SIGKILL)
     rest = dvc.stdout.read()
     assert dvc.wait(timeout=60) != 0, rest
-    assert not (tmp_path / "models/baseline/seed_0.pt").exists()
-    assert "train@baseline" in proj.dvc("status", "train@baseline").stdout  # not recorded as done
+    assert not (tmp_path / "models/baseline/0/seed_0.pt").exists()
+    assert "train@baseline-0" in proj.dvc("status", "train@baseline-0").stdout  # not done
 
     raw["train"]["epochs"] = 2  # finish quickly this time
     proj.set_params(raw)
-    proj.dvc("repro", "evaluate@baseline")
-    metrics = json.loads((tmp_path / "results/baseline/metrics.json").read_text())
+    proj.dvc("repro", "evaluate@baseline-0")
+    metrics = json.loads((tmp_path / "results/baseline/0/metrics.json").read_text())
     assert metrics["seeds"] == 1
-    assert "up to date" in proj.dvc("status", "evaluate@baseline").stdout
+    assert "up to date" in proj.dvc("status", "evaluate@baseline-0").stdout
 
 
 # --- the plots page, offline ---------------------------------------------------------------
@@ -402,7 +408,7 @@ def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
     out = tmp_path / "plots"
     full_run.dvc("plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
-    charts = re.findall(r"vegaEmbed\('#(\w+)'", html)
+    charts = re.findall(r"vegaEmbed\('#([\w-]+)'", html)
     # The answer first: the forest plot, every seed's score, the curves, then the matrices.
     assert charts[:4] == [
         "compare_effects_csv",
@@ -411,7 +417,7 @@ def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
         "test_loss_per_epoch",
     ], charts
     assert sorted(charts[4:]) == sorted(
-        f"results_{n}_confusion_csv" for n in full_run.params()["variants"]
+        f"results_{n}_0-1_confusion_csv" for n in full_run.params()["variants"]
     )
     assert "cdn.jsdelivr.net" not in html
     dom, log = _render(out / "index.html", tmp_path / "profile")
@@ -487,7 +493,7 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     a = make_project(tmp_path / "a")
     a.run("git", "init", "-q", "--bare", "-b", "main", str(origin))
     raw = a.params()
-    raw["train"].update({"epochs": 1, "seeds": [0, 1]})
+    raw["train"].update({"epochs": 1, "seeds": ["0-1"]})
     raw["variants"] = {k: raw["variants"][k] for k in ("baseline", "norm_inputs")}
     raw["compare"]["parents"] = {}
     a.set_params(raw)
@@ -504,7 +510,7 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     b.dvc("plots", "show", "-o", str(tmp_path / "b-plots"))
     assert "compare_effects_csv" in (tmp_path / "b-plots/index.html").read_text()
     b.dvc("pull")
-    assert (b.path / "models/baseline/seed_1.pt").is_file() and (
+    assert (b.path / "models/baseline/0-1/seed_1.pt").is_file() and (
         b.path / "page/dvc-plots.html"
     ).is_file()
     assert "up to date" in b.dvc("status").stdout
@@ -522,15 +528,15 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     a.git("push", "-q", "origin", "faster-lr")
     b.git("fetch", "-q", "origin")
     diff = json.loads(b.dvc("metrics", "diff", "origin/faster-lr", "--json").stdout)
-    assert diff["results/norm_inputs/metrics.json"] and not diff.get(
-        "results/baseline/metrics.json"
+    assert diff["results/norm_inputs/0-1/metrics.json"] and not diff.get(
+        "results/baseline/0-1/metrics.json"
     )
     # A clone that has pulled and run nothing diffs the two branches from git alone.
     c = Project(tmp_path / "c")
     a.run("git", "clone", "-q", str(origin), str(c.path))
     c.git("fetch", "-q", "origin", "faster-lr")
     diff = json.loads(c.dvc("metrics", "diff", "main", "origin/faster-lr", "--json").stdout)
-    changed = diff["results/norm_inputs/metrics.json"]["micro_f1"]
+    changed = diff["results/norm_inputs/0-1/metrics.json"]["micro_f1"]
     assert None not in (changed["old"], changed["new"]), changed
     c.dvc("plots", "diff", "main", "origin/faster-lr", "-o", str(tmp_path / "c-plots"))
     html = (tmp_path / "c-plots/index.html").read_text()
@@ -545,6 +551,41 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     shown = b.dvc("exp", "show", "--csv").stdout
     assert "dense-lr" in shown
     assert "0.002" in [line for line in shown.splitlines() if "dense-lr" in line][0]
+
+    # A worker that never pulled the study (a cloud runner, say) runs an experiment: DVC pulls
+    # only what the stages it runs read (the data file), skips the rest, and compare reads
+    # files that git holds.  The experiment goes back through git and the DVC remote.
+    out = c.dvc(
+        "exp",
+        "run",
+        "--pull",
+        "--allow-missing",
+        "-n",
+        "lean",
+        "-S",
+        "variants.norm_inputs.lr=0.004",
+    )
+    log = out.stdout + out.stderr
+    ran = set(re.findall(r"Running stage '([^']+)'", log))
+    assert ran == {"train@norm_inputs-0-1", "evaluate@norm_inputs-0-1", "compare"}, log
+    outputs = [*c.path.glob("models/**/*"), *c.path.glob("runs/**/*")]
+    fetched = {p.relative_to(c.path).parts[:2] for p in outputs if p.is_file()}
+    assert fetched == {("models", "norm_inputs"), ("runs", "norm_inputs")}  # nothing else
+    c.dvc("exp", "push", "origin", "lean")
+    b.dvc("exp", "pull", "origin", "lean")
+    b.dvc("exp", "apply", "lean")
+    for path in ("results/norm_inputs/0-1/metrics.json", "models/norm_inputs/0-1/seed_1.pt"):
+        assert (b.path / path).read_bytes() == (c.path / path).read_bytes(), path
+    assert "0.004" in (b.path / "params.yaml").read_text()
+    # Without --allow-missing, `--pull` first takes every output of the stages it skips.
+    d = Project(tmp_path / "d")
+    a.run("git", "clone", "-q", str(origin), str(d.path))
+    out = d.dvc("exp", "run", "--pull", "-S", "variants.norm_inputs.lr=0.004")
+    assert set(re.findall(r"Running stage '([^']+)'", out.stdout)) <= ran, out.stdout
+    assert (d.path / "models/baseline/0-1/seed_1.pt").is_file()
+    assert (d.path / "results/norm_inputs/0-1/metrics.json").read_bytes() == (
+        c.path / "results/norm_inputs/0-1/metrics.json"
+    ).read_bytes()
 
 
 # --- the README, run as written ----------------------------------------------------------------
@@ -606,7 +647,7 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     repro, branches, experiments = outputs
     assert "Data and pipelines are up to date" in repro or "didn't change" in repro
     # `dvc metrics diff main` shows values on both sides for the changed variant only.
-    rows = [r for r in branches.splitlines() if "results/dropout_both/metrics.json" in r]
+    rows = [r for r in branches.splitlines() if "results/dropout_both/0-1/metrics.json" in r]
     assert rows and all(" - " not in r for r in rows), branches
     assert "variants.dropout_both.dropout_conv" in branches  # params diff
     assert (own_run.path / "plots/index.html").is_file()
@@ -646,16 +687,17 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
 
 
 def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
-    """A knob changed and changed back: DVC restores the train and evaluate stages' outputs
-    from its run-cache (no training, no scoring), and every output is as it was."""
+    """A knob changed and changed back: DVC restores the train stage's outputs from its
+    run-cache (no training); evaluate, whose outputs all live in git (so that compare runs in
+    a clone that pulled nothing), scores them again; every output is as it was."""
     root = own_run.path
     files = sorted(
         [
-            *root.glob("models/dropout_conv/*.pt"),
-            root / "results/dropout_conv/predictions.npz",
-            root / "results/dropout_conv/metrics.json",
-            root / "results/dropout_conv/report.json",
-            root / "results/dropout_conv/confusion.csv",
+            *root.glob("models/dropout_conv/0-1/*.pt"),
+            root / "runs/dropout_conv/0-1/predictions.npz",
+            root / "results/dropout_conv/0-1/metrics.json",
+            root / "results/dropout_conv/0-1/report.json",
+            root / "results/dropout_conv/0-1/confusion.csv",
             root / "compare/comparison.json",
         ]
     )
@@ -669,8 +711,50 @@ def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
     own_run.set_params(raw)
     again = own_run.dvc("repro")
     out = again.stdout + again.stderr
-    for stage in ("train@dropout_conv", "evaluate@dropout_conv"):
-        assert f"Stage '{stage}' is cached - skipping run" in out, out
-    assert "Running stage 'evaluate@" not in out, out
+    assert "Stage 'train@dropout_conv-0-1' is cached - skipping run" in out, out
     assert "epoch 1/1" not in out  # no training log line
     assert {f: f.read_bytes() for f in files} == before
+
+
+# --- growing a study ---------------------------------------------------------------------------
+
+
+def test_more_seeds_train_only_the_new_seeds_and_fewer_retrain_nothing(own_run):
+    """train.seeds 0-1 -> [0-1, 2-3]: only the new block's stages and compare run, the old
+    seeds' files stay byte for byte, and compare counts 4 seeds; back to [0-1]: nothing
+    trains, and compare gives back exactly the 2-seed answer."""
+    root = own_run.path
+    old = sorted(
+        p for p in [*root.glob("runs/*/0-1/**/*"), *root.glob("models/*/0-1/*")] if p.is_file()
+    )
+    assert len(old) > 8 * 3
+    before = {f: f.read_bytes() for f in old}
+    two = {f: (root / "compare" / f).read_bytes() for f in ("comparison.json", "comparison.md")}
+    grow = json.loads(two["comparison.json"])["grow"]  # None where > 1,000 seeds are needed
+    assert grow is None or grow["command"].startswith("dvc exp run -S 'train.seeds=[0-1,2-")
+    assert grow is None or f"`{grow['command']}` adds them" in two["comparison.md"].decode()
+
+    raw = own_run.params()
+    raw["train"]["seeds"] = ["0-1", "2-3"]
+    own_run.set_params(raw)
+    out = own_run.dvc("repro")
+    log = out.stdout + out.stderr
+    ran = re.findall(r"Running stage '([^']+)'", log)
+    variants = list(raw["variants"])
+    assert sorted(ran) == sorted(
+        ["compare"] + [f"{kind}@{v}-2-3" for kind in ("train", "evaluate") for v in variants]
+    ), ran
+    trained = set(re.findall(r"train (\w+) seeds ([\d-]+):", log))  # the stage's own words
+    assert trained == {(v, "2-3") for v in variants}, log
+    assert {f: f.read_bytes() for f in old} == before
+    table = json.loads((root / "compare/comparison.json").read_text())
+    assert {row["seeds"] for row in table["variants"].values()} == {4}
+    assert table["made_by"]["seeds"] == [0, 1, 2, 3]
+    assert "| seed 3 |" in (root / "compare/comparison.md").read_text()
+
+    raw["train"]["seeds"] = ["0-1"]
+    own_run.set_params(raw)
+    out = own_run.dvc("repro")
+    ran = re.findall(r"Running stage '([^']+)'", out.stdout)
+    assert ran == ["compare"], out.stdout
+    assert {f: (root / "compare" / f).read_bytes() for f in two} == two

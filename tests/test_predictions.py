@@ -15,7 +15,7 @@ from tests.conftest import CLASSES, MADE_BY, write_predictions
 
 def test_read_gives_back_what_write_wrote(tmp_path):
     y, pred, nll = write_predictions(tmp_path / "p.npz")
-    p = predictions.read(tmp_path / "p.npz", "v")
+    p = predictions.read(tmp_path / "p.npz", "train@v-0-1")
     assert p["seeds"].tolist() == [3, 5] and p["classes"].tolist() == list(CLASSES)
     assert np.array_equal(p["y_true"], y) and np.array_equal(p["pred"], pred)
     assert p["nll"].dtype == np.float32 and np.array_equal(p["nll"], nll)
@@ -23,13 +23,15 @@ def test_read_gives_back_what_write_wrote(tmp_path):
 
 
 def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
-    with pytest.raises(UserError, match=r"made by the `train@v` stage: run `dvc repro train@v`"):
-        predictions.read(tmp_path / "missing.npz", "v")
+    with pytest.raises(
+        UserError, match=r"made by the `train@v-0-1` stage: run `dvc repro train@v-0"
+    ):
+        predictions.read(tmp_path / "missing.npz", "train@v-0-1")
     write_predictions(tmp_path / "p.npz")
     blob = (tmp_path / "p.npz").read_bytes()
     (tmp_path / "p.npz").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(UserError, match=r"not a usable predictions file .*`dvc repro -f train@v`"):
-        predictions.read(tmp_path / "p.npz", "v")
+    with pytest.raises(UserError, match=r"not a usable predictions file .*repro -f train@v-0-1`"):
+        predictions.read(tmp_path / "p.npz", "train@v-0-1")
     predictions.write(
         tmp_path / "q.npz",
         (0, 1),
@@ -40,7 +42,7 @@ def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
         MADE_BY,
     )
     with pytest.raises(UserError, match=r"do not match 2 seeds x 5 test images"):
-        predictions.read(tmp_path / "q.npz", "v")
+        predictions.read(tmp_path / "q.npz", "train@v-0-1")
 
 
 @pytest.mark.parametrize(
@@ -66,5 +68,5 @@ def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
         "made_by": np.array(json.dumps(MADE_BY)),
     }
     np.savez(tmp_path / "p.npz", **{**fields, **edit})
-    with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v`"):
-        predictions.read(tmp_path / "p.npz", "v")
+    with pytest.raises(UserError, match=rf"{says}.*`dvc repro -f train@v-0-1`"):
+        predictions.read(tmp_path / "p.npz", "train@v-0-1")

@@ -9,16 +9,32 @@ from cifar10_tricks.errors import UserError
 from tests.conftest import MADE_BY, fake_results
 
 
-def test_a_report_is_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
-    report = {
+def _report(seeds: list[int], score: float) -> dict:
+    return {
         "classes": list("abcd"),
-        "seeds": [3, 1],
-        "per_seed": {"3": {"micro_f1": 0.25}, "1": {"micro_f1": 0.75}},
-        "made_by": MADE_BY,
+        "seeds": seeds,
+        "per_seed": {str(s): {"micro_f1": score} for s in seeds},
+        "curves": {str(s): {"test_acc": [s / 10], "test_loss": [1.0]} for s in seeds},
+        "made_by": {**MADE_BY, "seeds": seeds},
     }
-    scores.write(tmp_path / "a" / "report.json", report)
-    got, chance, made_by = scores.read_scores(tmp_path, ["a"])
-    assert got == {"a": {3: 0.25, 1: 0.75}} and chance == 0.25 and made_by == {"a": MADE_BY}
+
+
+def test_reports_are_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
+    """A variant's blocks gathered: every seed's score and curves, in seed order; the record
+    of what made them with all its seeds."""
+    scores.write(tmp_path / "a" / "3-4" / "report.json", _report([3, 4], 0.25))
+    scores.write(tmp_path / "a" / "1" / "report.json", _report([1], 0.75))
+    study = scores.read_scores(tmp_path, ["a"], ("3-4", 1))
+    assert study.scores == {"a": {3: 0.25, 4: 0.25, 1: 0.75}} and study.chance == 0.25
+    assert study.made_by == {"a": {**MADE_BY, "seeds": [3, 4, 1]}}
+    assert [c["test_acc"] for c in study.curves["a"]] == [[0.1], [0.3], [0.4]]
+    assert [m["seeds"] for m in study.blocks_made_by] == [[3, 4], [1]]
+
+
+def test_a_report_whose_seeds_are_not_its_blocks_names_the_stage(tmp_path):
+    scores.write(tmp_path / "a" / "0-1" / "report.json", _report([0, 2], 0.5))
+    with pytest.raises(UserError, match=r"seeds \[0, 2\], not those of block 0-1; rerun `dvc"):
+        scores.read_scores(tmp_path, ["a"], ("0-1",))
 
 
 @pytest.mark.parametrize(
@@ -30,11 +46,13 @@ def test_a_report_is_read_back_as_each_seeds_micro_f1_and_chance(tmp_path):
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": "x"}}}',
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}}',  # no class names
         '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}, "classes": ["a", "b"]}',  # no made_by
+        '{"seeds": [0], "per_seed": {"0": {"micro_f1": 0.5}}, "classes": ["a", "b"], '
+        '"made_by": {}, "curves": {"0": {"test_acc": [], "test_loss": [1]}}}',  # no epochs
         "[]",
     ],
 )
 def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
     fake_results(tmp_path / "results", {"baseline": [0.5, 0.6]})
-    (tmp_path / "results/baseline/report.json").write_text(report)
-    with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline`"):
-        scores.read_scores(tmp_path / "results", ["baseline"])
+    (tmp_path / "results/baseline/0-1/report.json").write_text(report)
+    with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline-0-1`"):
+        scores.read_scores(tmp_path / "results", ["baseline"], ("0-1",))

@@ -236,10 +236,16 @@ def test_cuda_graphs_train_like_eager_and_repeat_exactly(small_archive):
 
 
 def _train_stage(
-    tmp_path, archive, variant: str, train: dict | None = None, knobs: dict | None = None
+    tmp_path,
+    archive,
+    variant: str,
+    seeds: str,
+    train: dict | None = None,
+    knobs: dict | None = None,
 ):
-    """Run the train stage's main() on ``archive`` for one epoch, with params.yaml's ``train``
-    section and ``variant``'s knobs updated by ``train`` and ``knobs``; returns the data set."""
+    """Run the train stage's main() on ``archive`` for one epoch and the block ``seeds`` ("0-1"),
+    with params.yaml's ``train`` section and ``variant``'s knobs updated by ``train`` and
+    ``knobs``; returns the data set."""
     import json
 
     from stages import train as stage
@@ -255,6 +261,8 @@ def _train_stage(
         [
             "--variant",
             variant,
+            "--seeds",
+            seeds,
             "--params",
             str(tmp_path / "params.yaml"),
             "--data",
@@ -277,7 +285,7 @@ def test_the_predictions_record_what_made_them(tmp_path, small_archive):
     stack size and torch's version: what evaluate and compare carry into every result."""
     from cifar10_tricks import predictions, provenance
 
-    _train_stage(tmp_path, small_archive, "baseline", {"seeds": [0, 1], "seeds_per_step": 2})
+    _train_stage(tmp_path, small_archive, "baseline", "0-1", {"seeds_per_step": 2})
     made = predictions.read(tmp_path / "p.npz", "baseline")["made_by"]
     assert made["data"]["md5"] == provenance.file_md5(tmp_path / "d.npz")
     assert made["data"]["n_train"] == 250 and made["data"]["n_test"] == 60
@@ -300,16 +308,14 @@ def test_a_stack_that_does_not_fit_names_seeds_per_step_as_the_way_out(
         match=r"a stack of 4 seed\(s\) does not fit .*"
         r"`train.seeds_per_step: 2`",
     ):
-        _train_stage(
-            tmp_path, small_archive, "baseline", {"seeds": [0, 1, 2, 3], "seeds_per_step": 4}
-        )
+        _train_stage(tmp_path, small_archive, "baseline", "0-3", {"seeds_per_step": 4})
     assert not (tmp_path / "models").exists() and not (tmp_path / "p.npz").exists()
 
 
 def test_diverged_run_writes_no_model(tmp_path, small_archive):
     """A NaN loss stops the stage before anything is saved for that variant."""
     with pytest.raises(DivergedError, match="variant 'baseline', seed 0, epoch 1"):
-        _train_stage(tmp_path, small_archive, "baseline", {"seeds": [0]}, {"lr": 1.0e6})
+        _train_stage(tmp_path, small_archive, "baseline", "0", {}, {"lr": 1.0e6})
     assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
     assert not (tmp_path / "p.npz").exists()
 
@@ -325,14 +331,15 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
     ds = _train_stage(
         tmp_path,
         small_archive,
-        "dropout_both",  # seeds in stacks (4, 2) and (7,)
-        {"seeds": [4, 2, 7], "seeds_per_step": 2},
+        "dropout_both",  # seeds in stacks (5, 6) and (7,)
+        "5-7",
+        {"seeds_per_step": 2},
     )
     with np.load(tmp_path / "p.npz", allow_pickle=False) as z:
-        assert z["seeds"].tolist() == [4, 2, 7] and z["classes"].tolist() == list(ds.classes)
+        assert z["seeds"].tolist() == [5, 6, 7] and z["classes"].tolist() == list(ds.classes)
         assert np.array_equal(z["y_true"], ds.y_test)
         x = to_device(ds, CPU).x_test
-        for s, seed in enumerate((4, 2, 7)):
+        for s, seed in enumerate((5, 6, 7)):
             model, payload = checkpoint.load(tmp_path / "models" / f"seed_{seed}.pt")
             assert payload["seed"] == seed
             log_probs = predict(model.to(memory_format=torch.channels_last), x)[0]
@@ -341,7 +348,7 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
             np.testing.assert_allclose(z["nll"][s], nll.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "live/plots/metrics/seed_7/test/acc.tsv").is_file()
     # It says the work ahead at its start, and after the first epoch how long it will take.
-    assert "train dropout_both: 3 seed(s) x 1 epoch(s) x 250 images on cpu" in caplog.text
+    assert "train dropout_both seeds 5-7: 3 seed(s) x 1 epoch(s) x 250 images on cpu" in caplog.text
     assert "(2 stack(s))" in caplog.text
     assert "the first epoch took" in caplog.text
     assert "1 epoch(s) of 2 stack(s) need about" in caplog.text
@@ -462,3 +469,12 @@ def test_progress_counts_every_batch_of_every_epoch(data):
         "v", variant, cfg, data, (0, 1), tp(epochs=2, batch_size=32), "fp32", progress=counter
     )
     assert counter.n == 2 * -(-len(data.x_train) // 32)
+
+
+@pytest.mark.parametrize("given", ["0..9", "9-0", "-1", "0-2000", ""])
+def test_a_seeds_argument_that_is_no_block_is_one_clear_error(given):
+    from stages.train import block_of
+
+    with pytest.raises(UserError, match=r"--seeds .* give one block of train.seeds"):
+        block_of(given)
+    assert block_of("3-5") == (3, 4, 5) and block_of("7") == (7,)

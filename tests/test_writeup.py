@@ -50,3 +50,26 @@ def test_the_header_names_the_data_and_run_and_warns_in_words():
     assert len(calm) == 4 and "the per-epoch curves in bf16, the scores in fp32" in calm[0]
     assert calm[2] == "**Generated images: this says nothing about CIFAR-10.**"
     assert writeup.header(fine) == []  # a table built without a record says nothing
+
+
+def test_the_power_analysis_prints_the_command_that_adds_only_the_missing_seeds():
+    """A half-point effect needs more seeds than the study has: comparison.md gives the
+    `dvc exp run` that appends one block of the next seeds, and counts the models it trains."""
+    noisy = {
+        "baseline": {s: 0.5 + 0.01 * (s % 3) for s in range(10)},
+        "x": {s: 0.5 + 0.01 * ((s * 7) % 5) for s in range(10)},
+    }
+    table = compare.compare(noisy, params.CompareParams())
+    need = table.seeds_for_half_point
+    assert 10 < need <= params.MAX_SEEDS
+    tp = params.TrainParams(seeds=("0-4", "5-9"))
+    grown = compare.grow(tp, 2, table)
+    assert grown.seeds == ("0-4", "5-9", f"10-{need - 1}") and grown.added == need - 10
+    assert grown.models == 2 * (need - 10) and grown.trained == 20
+    md = writeup.markdown(dataclasses.replace(table, grow=grown))
+    assert f"`dvc exp run -S 'train.seeds=[0-4,5-9,10-{need - 1}]'` adds them" in md
+    assert f"{need - 10} new seed(s) per variant, {2 * (need - 10)} models to train" in md
+    # A study with the seeds it needs (or needing more than params.yaml allows) gets none.
+    assert compare.grow(params.TrainParams(seeds=(f"0-{need}",)), 2, table) is None
+    many = dataclasses.replace(table, seeds_for_half_point=params.MAX_SEEDS + 1)
+    assert compare.grow(tp, 2, many) is None
