@@ -192,3 +192,23 @@ def test_gpu_check_exits_non_zero_after_writing_the_report_when_a_part_fails(tmp
     assert proc.returncode == 1 and "error: gpu_check part 'nonesuch'" in proc.stderr
     assert "nonesuch" in json.loads((tmp_path / "gpu_check.json").read_text())["parts"]
     assert "## Failed" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.e2e
+def test_bench_grow_times_growing_against_scratch_and_checks_the_outputs_match(tmp_path):
+    """One round on two variants, one seed grown to two: the grown study retrained nothing old
+    and ends byte-identical to the one trained from scratch; both times are measured."""
+    from benchmarks import bench_grow
+
+    report = bench_grow.main(
+        [
+            *("--seeds", "1", "--n-train", "100", "--n-test", "50", "--repeats", "1"),
+            *("--variants", "baseline,norm_inputs", "--out", str(tmp_path / "grow.json")),
+        ]
+    )
+    (only,) = report["rounds"]
+    assert only["identical"] and not only["old_block_retrained"]
+    assert only["grow_stages_run"] == 2 + 2 + 1  # the new block's train and evaluate; compare
+    assert 0 < report["median_grow_s"] and 0 < report["median_scratch_s"]
+    assert report["ratio"] == round(report["median_grow_s"] / report["median_scratch_s"], 3)
+    assert json.loads((tmp_path / "grow.json").read_text())["seeds"] == "1 -> 2"
