@@ -21,7 +21,6 @@ import pickle
 import stat
 import struct
 import tarfile
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,7 +29,7 @@ import numpy as np
 
 from cifar10_tricks import classes as class_names
 from cifar10_tricks.errors import UserError, rerun
-from cifar10_tricks.files import atomic_path, require, write_npz
+from cifar10_tricks.files import atomic_path, read_npz, write_npz
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -208,7 +207,36 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
+# Operations of one pickle, at the most: a CIFAR-10 batch takes about 30,000 (one per label and
+# file name, a few for the rest).  Every operation builds at most one object or reference, and
+# its data comes from the file, so this bounds what unpickling a member of at most
+# MAX_MEMBER_BYTES can build (a list that appends itself 30 million times is 64 MB of opcodes
+# and gigabytes of lists).
+MAX_PICKLE_OPS = 200_000
+
+
+def _count_ops(blob: bytes, member: str) -> None:
+    """Walk the pickle's opcodes without building anything; refuse one with too many."""
+    import pickletools
+
+    try:
+        for count, _ in enumerate(pickletools.genops(blob), start=1):
+            if count > MAX_PICKLE_OPS:
+                raise ArchiveError(
+                    f"{member} is a pickle of more than {MAX_PICKLE_OPS:,} operations; a CIFAR-10 "
+                    "batch takes about 30,000, so it is refused before it is unpickled. Use the "
+                    "official archive."
+                )
+    except ArchiveError:
+        raise
+    except Exception as exc:  # genops raises ValueError and others on a garbled stream
+        raise ArchiveError(
+            f"{member} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc})."
+        ) from None
+
+
 def unpickle(blob: bytes, member: str):
+    _count_ops(blob, member)
     try:
         return _resolved(RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load(), member)
     except pickle.UnpicklingError as exc:
@@ -405,15 +433,83 @@ def read_folder(source: Path) -> dict[str, bytes]:
         os.close(dfd)
 
 
+def dvc_cache_dirs(root: Path) -> list[Path]:
+    """The project's DVC cache folders, real paths: ``.dvc/cache``, or the ``dir`` of the
+    ``[cache]`` section of ``.dvc/config`` or ``.dvc/config.local`` (relative to ``.dvc/``)."""
+    import configparser
+
+    dirs = [root / ".dvc" / "cache"]
+    for name in ("config", "config.local"):
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(root / ".dvc" / name, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue
+        if parser.has_option("cache", "dir"):
+            dirs.append(root / ".dvc" / parser.get("cache", "dir").strip().strip("'\""))
+    return [Path(os.path.realpath(d)) for d in dirs]
+
+
+def _cache_object(cache: Path, digest: str) -> Path | None:
+    """Where a DVC cache holds the file of this md5 (DVC 3's files/md5/ab/cd…, or DVC 2's
+    ab/cd…), if it does."""
+    for path in (
+        cache / "files" / "md5" / digest[:2] / digest[2:],
+        cache / digest[:2] / digest[2:],
+    ):
+        if path.is_file():
+            return path
+    return None
+
+
+def _dvc_linked(path: Path, data: bytes | None, info: os.stat_result | None) -> bytes | None:
+    """``path``'s bytes if it is one of DVC's own links into the project's cache (the
+    ``symlink`` or ``hardlink`` cache types of a folder tracked with `dvc add`), else None.
+
+    A symbolic link counts when it resolves to a cache object whose name is the md5 of what it
+    holds; a hard link (``data`` read, ``info`` its fstat) when the cache object of its md5 is
+    the same file (device and inode).  Any other link is refused by the caller."""
+    import hashlib
+
+    caches = dvc_cache_dirs(Path.cwd())
+    if data is None:  # a symbolic link: follow it only into a cache, then check the object
+        target = Path(os.path.realpath(path))
+        if not any(target.is_relative_to(c) for c in caches):
+            return None
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.read(MAX_MEMBER_BYTES + 1)
+        digest = hashlib.md5(data).hexdigest()
+        return data if target.parent.name + target.name == digest else None
+    digest = hashlib.md5(data).hexdigest()
+    for cache in caches:
+        obj = _cache_object(cache, digest)
+        if obj is not None:
+            cached = obj.stat()
+            if (cached.st_dev, cached.st_ino) == (info.st_dev, info.st_ino):
+                return data
+    return None
+
+
 def _read_in(dfd: int, path: Path) -> bytes:
-    """The bytes of ``path.name`` in the open folder ``dfd``: a regular file with one link."""
+    """The bytes of ``path.name`` in the open folder ``dfd``: a regular file with one link, or
+    one of DVC's own links into the project's cache (:func:`_dvc_linked`)."""
     try:
         fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
+            data = _dvc_linked(path, None, None)
+            if data is not None and len(data) <= MAX_MEMBER_BYTES:
+                return data
             raise ArchiveError(
-                f"{path} is a symbolic link; a CIFAR-10 folder holds regular files only, so it "
-                "is refused. Copy the real files in place of links."
+                f"{path} is a symbolic link, and not one of DVC's into this project's cache; a "
+                "CIFAR-10 folder holds regular files (or DVC's links), so it is refused. Copy "
+                "the real files in place of links."
             ) from None
         raise UserError(f"cannot read {path}: {exc.strerror}.") from None
     with os.fdopen(fd, "rb") as f:
@@ -422,15 +518,16 @@ def _read_in(dfd: int, path: Path) -> bytes:
             raise ArchiveError(
                 f"{path} is not a regular file; a CIFAR-10 folder holds regular files only."
             )
-        if info.st_nlink != 1:
-            raise ArchiveError(
-                f"{path} has {info.st_nlink} hard links, so it may be a file from elsewhere; "
-                "refused. Copy the batch files into a folder of their own."
-            )
         data = f.read(MAX_MEMBER_BYTES + 1)
     if len(data) > MAX_MEMBER_BYTES:
         raise ArchiveError(
             f"{path} is more than {MAX_MEMBER_BYTES} bytes, too large for a CIFAR-10 batch."
+        )
+    if info.st_nlink != 1 and _dvc_linked(path, data, info) is None:
+        raise ArchiveError(
+            f"{path} has {info.st_nlink} hard links, and is not DVC's own link into this "
+            "project's cache, so it may be a file from elsewhere; refused. Copy the batch files "
+            "into a folder of their own."
         )
     return data
 
@@ -454,27 +551,32 @@ def save(dataset: Dataset, target: Path) -> None:
 MAX_SOURCE = 1000  # characters of the source's description: a URL or a path, and a few words
 
 
+# The most images one batch member can hold (the member cap), so the most a split can have.
+MAX_BATCH_IMAGES = MAX_MEMBER_BYTES // PIXELS  # 21,845; CIFAR-10's batches hold 10,000
+MAX_TRAIN_IMAGES = len(TRAIN_BATCHES) * MAX_BATCH_IMAGES
+# The data file's arrays: (dtype kinds, rank, most bytes), checked before any is read.
+DATA_FILE = {
+    "x_train": ("u", 4, MAX_TRAIN_IMAGES * PIXELS),
+    "y_train": ("iu", 1, MAX_TRAIN_IMAGES * 8),
+    "x_test": ("u", 4, MAX_BATCH_IMAGES * PIXELS),
+    "y_test": ("iu", 1, MAX_BATCH_IMAGES * 8),
+    "classes": ("U", 1, class_names.MAX_CLASSES * class_names.MAX_LENGTH * 4),
+    "source": ("U", 0, MAX_SOURCE * 4),
+}
+
+
 def load(path: Path) -> Dataset:
-    """Read a data file written by :func:`save` (no pickles allowed)."""
-    require(path, "download")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            source = z["source"]
-            if source.dtype.kind != "U" or source.ndim != 0 or len(str(source)) > MAX_SOURCE:
-                raise ValueError("its source is not a line of text")
-            ds = Dataset(
-                z["x_train"],
-                z["y_train"],
-                z["x_test"],
-                z["y_test"],
-                tuple(z["classes"].tolist()),
-                str(source),
-            )
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(
-            f"{path} is not a data file of this project ({type(exc).__name__}: {exc}); "
-            f"{rerun('download')}."
-        ) from None
+    """Read a data file written by :func:`save` (no pickles; every array's size, dtype and rank
+    checked from its header before it is read: files.read_npz)."""
+    z = read_npz(path, "download", DATA_FILE, "a data file of this project")
+    ds = Dataset(
+        z["x_train"],
+        z["y_train"],
+        z["x_test"],
+        z["y_test"],
+        tuple(z["classes"].tolist()),
+        str(z["source"]),
+    )
     way_out = rerun("download")
     problem = class_names.problem(ds.classes)
     if problem:

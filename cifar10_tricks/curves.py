@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar10_tricks.errors import UserError, rerun
-from cifar10_tricks.files import require
+from cifar10_tricks.files import refuse_linked_folders, require
 
 METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
 
@@ -33,6 +33,7 @@ def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
     """Per-epoch curves as DVCLive plot data: per seed, and the mean over seeds."""
     from dvclive import Live
 
+    refuse_linked_folders(live_dir / "plots")  # DVCLive writes there, not through atomic_path
     # Only the plot files: Live.end() would add a summary metrics.json (a last-epoch
     # value per curve) that would crowd `dvc metrics show`; evaluate writes the metrics.
     live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
@@ -45,13 +46,19 @@ def write_live(live_dir: Path, histories: dict[int, list[dict]]) -> None:
                 live.log_metric(prefix + key, row[key])
 
 
+# One curve file: a line per epoch (at most 10,000) of about 30 bytes: 300 KB at the most.
+MAX_CURVE_BYTES = 4 * 2**20
+
+
 def _series(path: Path, metric: str, stage: str) -> list[float]:
-    """One DVCLive curve (a value per epoch), checked."""
+    """One DVCLive curve (a value per epoch), checked; its size before it is read."""
     require(path, stage)
     try:
+        if (size := path.stat().st_size) > MAX_CURVE_BYTES:
+            raise ValueError(f"{size:,} bytes, more than a curve of 10,000 epochs")
         with open(path, newline="", encoding="utf-8") as f:
             values = [float(r[metric]) for r in csv.DictReader(f, delimiter="\t")]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OSError) as exc:
         raise UserError(
             f"{path} is not DVCLive's per-epoch {metric} ({type(exc).__name__}: {exc}); "
             f"{rerun(stage)}."

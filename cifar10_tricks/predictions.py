@@ -9,18 +9,31 @@ and test image, in fp32 whatever precision trained the models; ``classes`` (str)
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from cifar10_tricks import provenance
+from cifar10_tricks.classes import MAX_CLASSES, MAX_LENGTH
 from cifar10_tricks.classes import problem as classes_problem
 from cifar10_tricks.errors import UserError, rerun
-from cifar10_tricks.files import require, write_npz
+from cifar10_tricks.files import read_npz, write_npz
+from cifar10_tricks.params import MAX_SEED, MAX_SEEDS
 
-FIELDS = ("seeds", "y_true", "pred", "nll", "classes", "made_by")
 MAX_MADE_BY = 100_000  # characters: a few hundred in practice, a thousand seeds at the most
+# Test images: a test batch holds at most cifar.MAX_BATCH_IMAGES (21,845; CIFAR-10's 10,000);
+# not imported, so that evaluate does not depend on the archive reader (tested equal or more).
+MAX_TEST_IMAGES = 21_845
+_CELLS = MAX_SEEDS * MAX_TEST_IMAGES  # seeds x test images, at the most
+# Each array: (dtype kinds, rank, most bytes), checked from its header before it is read.
+LIMITS = {
+    "seeds": ("iu", 1, MAX_SEEDS * 8),
+    "y_true": ("iu", 1, MAX_TEST_IMAGES * 8),
+    "pred": ("iu", 2, _CELLS * 8),
+    "nll": ("f", 2, _CELLS * 8),
+    "classes": ("U", 1, MAX_CLASSES * MAX_LENGTH * 4),
+    "made_by": ("U", 0, MAX_MADE_BY * 4),
+}
 
 
 def write(
@@ -47,15 +60,7 @@ def write(
 def read(path: Path, stage: str) -> dict[str, np.ndarray]:
     """The arrays of a predictions file that ``stage`` (train@<variant>-<seeds>) wrote, checked
     for shape."""
-    require(path, stage)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            p = {k: z[k] for k in FIELDS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(
-            f"{path} is not a usable predictions file ({type(exc).__name__}: {exc}); "
-            f"{rerun(stage, 'its train stage')}."
-        ) from None
+    p = read_npz(path, stage, LIMITS, "a usable predictions file")
     way_out = rerun(stage)
     n_seeds, n = len(p["seeds"]), len(p["y_true"])
     if p["pred"].shape != (n_seeds, n) or p["nll"].shape != (n_seeds, n) or n_seeds == 0 or n == 0:
@@ -72,6 +77,7 @@ def read(path: Path, stage: str) -> dict[str, np.ndarray]:
         not ints
         or not np.issubdtype(p["nll"].dtype, np.floating)
         or len(set(p["seeds"].tolist())) != n_seeds
+        or not 0 <= p["seeds"].min() <= p["seeds"].max() <= MAX_SEED
         or min(p["y_true"].min(), p["pred"].min()) < 0
         or max(p["y_true"].max(), p["pred"].max()) >= len(classes)
         or not np.isfinite(p["nll"]).all()

@@ -463,5 +463,151 @@ def test_the_data_file_keeps_its_source_and_refuses_one_that_is_not_a_line(tmp_p
     fields = dict(np.load(tmp_path / "d.npz"))
     for bad in (np.array(["a", "b"]), np.array(7), np.array("x" * (cifar.MAX_SOURCE + 1))):
         np.savez(tmp_path / "e.npz", **{**fields, "source": bad})
-        with pytest.raises(cifar.UserError, match="its source is not a line of text"):
+        with pytest.raises(cifar.UserError, match=r"not a data file .*: source (is|claims) "):
             cifar.load(tmp_path / "e.npz")
+
+
+# --- memory bounded by design: a small file never claims gigabytes --------------------------
+
+# Runs in a fresh process: what reading ``path`` with ``call`` costs in peak memory (MB) above
+# the process's peak after its imports, and the error it ends with.
+_PEAK = """
+import resource, sys
+from pathlib import Path
+from cifar10_tricks import cifar, predictions
+from cifar10_tricks.errors import UserError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    {call}
+    said = "read"
+except UserError as exc:
+    said = str(exc)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+print(said)
+"""
+
+
+def _peak_mb(call: str) -> tuple[float, str]:
+    from tests.conftest import run_python
+
+    out = run_python("-c", _PEAK.format(call=call), check=True).stdout.splitlines()
+    return float(out[0]), out[1]
+
+
+def test_a_pickle_that_builds_gigabytes_from_a_small_archive_is_refused_in_bounded_memory(
+    tmp_path, small_members
+):
+    """A .tar.gz under 1 MB (the bomb itself gzips to about 100 KB) whose batches.meta appends
+    new lists 30 million times (gigabytes of lists from 60 MB of opcodes): refused from its
+    opcodes, before unpickling."""
+    bomb = b"\x80\x02]" + b"]a" * 30_000_000 + b"."
+    archive = write_tar(tmp_path / "bomb.tar.gz", {**small_members, f"{D}/batches.meta": bomb})
+    assert archive.stat().st_size < 1_000_000
+    grown, said = _peak_mb(f"cifar.parse_archive(Path({str(archive)!r}))")
+    assert "batches.meta is a pickle of more than 200,000 operations" in said
+    assert grown < 300, grown  # the archive's members in memory, nothing they would build
+
+
+def test_a_deflated_npz_that_claims_gigabytes_is_refused_from_its_headers(tmp_path):
+    """Predictions and data files come from a shared DVC remote: a 2 MB .npz whose deflated
+    y_true inflates to 2 GB, or whose header claims a shape past its bytes, is refused before
+    the allocation (files.read_npz)."""
+    import zipfile
+
+    from cifar10_tricks import predictions
+    from tests.conftest import write_predictions
+
+    write_predictions(tmp_path / "p.npz")
+    fields = dict(np.load(tmp_path / "p.npz"))
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, value in fields.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                if name == "y_true":  # 250 million int64 zeros: 2 GB, about 2 MB deflated
+                    header = {"descr": "<i8", "fortran_order": False, "shape": (250_000_000,)}
+                    np.lib.format.write_array_header_1_0(f, header)
+                    for _ in range(250):
+                        f.write(bytes(8_000_000))
+                else:
+                    np.lib.format.write_array(f, value)
+    assert bomb.stat().st_size < 5_000_000
+    grown, said = _peak_mb(f"predictions.read(Path({str(bomb)!r}), 'train@v-0-1')")
+    assert "not a usable predictions file" in said and "y_true claims" in said, said
+    assert grown < 100, grown
+    lying = tmp_path / "lying.npz"  # a header that claims far more than its few bytes
+    with zipfile.ZipFile(lying, "w") as z:
+        for name, value in fields.items():
+            with z.open(f"{name}.npy", "w") as f:
+                if name == "pred":
+                    header = {"descr": "<i8", "fortran_order": False, "shape": (2, 10**9)}
+                    np.lib.format.write_array_header_1_0(f, header)
+                else:
+                    np.lib.format.write_array(f, value)
+    with pytest.raises(cifar.UserError, match=r"pred claims \(2, 1000000000\)"):
+        predictions.read(lying, "train@v-0-1")
+
+
+def test_a_data_file_past_the_largest_real_split_is_refused_before_it_is_read(tmp_path):
+    """A data file claiming more training images than five batch members can hold (the stats
+    stage would turn them into gigabytes) is refused from its header."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+        with z.open("x_train.npy", "w") as f:
+            shape = (cifar.MAX_TRAIN_IMAGES + 1, 32, 32, 3)
+            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(cifar.UserError, match=r"not a data file .*x_train claims"):
+        cifar.load(tmp_path / "d.npz")
+
+
+def test_the_predictions_cap_on_test_images_covers_the_largest_test_batch():
+    from cifar10_tricks import predictions
+
+    assert predictions.MAX_TEST_IMAGES >= cifar.MAX_BATCH_IMAGES
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("cache_type", ["symlink", "hardlink"])
+def test_a_folder_tracked_by_dvc_with_a_link_cache_type_is_read(
+    tmp_path, small_members, monkeypatch, cache_type
+):
+    """`dvc add` of the extracted folder under DVC's symlink or hardlink cache type leaves each
+    batch a link into the project's cache: DVC's own, so it is read; the same kind of link to
+    a file anywhere else is still refused."""
+    import subprocess
+    import sys
+
+    from cifar10_tricks.testing import run_env
+
+    project = tmp_path / "project"
+    folder = _extract(small_members, project / "data")
+    env = run_env()
+
+    def dvc(*args):
+        subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=project,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    dvc("init", "-q")
+    dvc("config", "cache.type", cache_type)
+    dvc("add", "-q", str(folder.relative_to(project)))
+    batch = folder / "data_batch_1"
+    assert batch.is_symlink() if cache_type == "symlink" else batch.stat().st_nlink == 2
+    monkeypatch.chdir(project)
+    assert cifar.read_folder(folder) == cifar.read_folder(_extract(small_members, tmp_path / "x"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(batch.read_bytes())
+    batch.unlink()
+    if cache_type == "symlink":
+        batch.symlink_to(elsewhere)
+    else:
+        os.link(elsewhere, batch)
+    with pytest.raises(cifar.ArchiveError, match="not one of DVC's|not DVC's own link"):
+        cifar.read_folder(folder)

@@ -52,3 +52,13 @@ def test_blocks_trained_for_different_epochs_are_refused():
     long = {"test_acc": [0.5, 0.6], "test_loss": [1.0, 0.9]}
     with pytest.raises(UserError, match="different lengths"):
         curves.curve_rows({"v": [short, long]})
+
+
+def test_a_curve_file_past_its_cap_is_refused_before_it_is_read(tmp_path):
+    h = {0: [{"train/loss": 1, "train/acc": 0.1, "test/loss": 1, "test/acc": 0.5}]}
+    curves.write_live(tmp_path / "live", h)
+    huge = tmp_path / "live/plots/metrics/seed_0/test/acc.tsv"
+    with open(huge, "a") as f:
+        f.truncate(curves.MAX_CURVE_BYTES + 1)
+    with pytest.raises(UserError, match=r"more than a curve of 10,000 epochs.*repro -f train@v-0"):
+        curves.read_seed_curves(tmp_path / "live", [0], "train@v-0")

@@ -56,6 +56,12 @@ def test_missing_or_torn_predictions_are_clear_errors(tmp_path):
         ({"made_by": np.array("[1, 2]")}, "record of what made it is unusable"),
         ({"made_by": np.array('{"epochs": 1}')}, "record of what made it is unusable"),
         ({"made_by": np.array("[" * 100_000)}, "record of what made it is unusable"),
+        # the wrong rank: refused from the header, one clear error, not a traceback
+        ({"seeds": np.array([[0], [1]])}, r"seeds is int64 of shape \(2, 1\)"),
+        ({"seeds": np.array(0)}, r"seeds is int64 of shape \(\)"),
+        ({"y_true": np.zeros((5, 2), np.int64)}, r"y_true is int64 of shape \(5, 2\)"),
+        ({"nll": np.ones((2, 5), np.complex64)}, "nll is complex64"),
+        ({"seeds": np.array([0, -1])}, "out of range"),
     ],
 )
 def test_hand_edited_predictions_are_refused(tmp_path, edit, says):
