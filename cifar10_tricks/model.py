@@ -77,6 +77,8 @@ class Net(nn.Module):
             raise ValueError("a Net needs at least one seed")
         mean = torch.tensor(config.mean if config.normalize else (0.0, 0.0, 0.0))
         std = torch.tensor(config.std if config.normalize else (1.0, 1.0, 1.0))
+        # A constant channel (std 0) is centred and left unscaled: it is 0 after its mean goes.
+        std = torch.where(std > 0, std, torch.ones_like(std))
         # Folded into one affine map: x_uint8 * scale + shift == (x / 255 - mean) / std.
         self.register_buffer("scale", (1.0 / (255.0 * std)).repeat(n).view(3 * n, 1, 1))
         self.register_buffer("shift", (-mean / std).repeat(n).view(3 * n, 1, 1))

@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     x_train = cifar.load(args.data).x_train
     mean, std = channel_stats(x_train)
     stats_file.write(args.out, mean, std, len(x_train))
+    for channel, value in zip("RGB", std):
+        if value == 0:
+            log.warning(
+                "note: channel %s is the same in every training image (std 0); with "
+                "`normalize: true` the model centres it and leaves it unscaled (it is 0 after).",
+                channel,
+            )
     log.info(
         "train-set mean %s std %s over %d images",
         [round(m, 4) for m in mean],

@@ -47,7 +47,7 @@ from cifar10_tricks.device import (
     seeds_per_step,
 )
 from cifar10_tricks.errors import UserError
-from cifar10_tricks.files import atomic_group
+from cifar10_tricks.files import atomic_group, refuse_linked_folders
 from cifar10_tricks.model import ModelConfig, Net, predict
 from cifar10_tricks.step import Tensors, fresh_stack, to_device
 
@@ -146,6 +146,19 @@ def train_seeds(
                 on_epoch(seed, epoch, row, seconds)
     if precision != "fp32":
         pred, nll = evaluate_split(model, data.x_test, data.y_test, "fp32")
+    # The epoch's running loss is checked above, but the epoch's last steps come after it: a
+    # final step can still turn the weights to NaN.  What is saved must be finite too.
+    finite = torch.isfinite(nll).all(1).tolist()
+    weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    if not (all(finite) and weights):
+        seed = seeds[finite.index(False)] if not all(finite) else seeds[0]
+        raise DivergedError(
+            f"variant {variant_name!r}, seed {seed}, epoch {tp.epochs}: the trained weights or "
+            "their test losses are not finite (the last steps diverged after the epoch's loss "
+            f"was taken), so no model or metrics are written. Lower variants.{variant_name}.lr "
+            f"(now {variant.lr}) or the regularisation, or use a smaller train.batch_size "
+            f"(now {tp.batch_size}), then rerun."
+        )
     return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
 
 
@@ -227,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     begun = time.perf_counter()
 
+    # Checked before hours of training, not after: no output goes through a linked folder.
+    for out in (args.models / "seed.pt", args.live / "plots", args.predictions):
+        refuse_linked_folders(out)
     p = params.load(args.params)
     if args.variant not in p.variants:
         raise UserError(

@@ -256,7 +256,7 @@ def _train_stage(
     raw = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     raw["train"].update({"epochs": 1, **(train or {})})
     raw["variants"][variant].update(knobs or {})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     stage.main(
         [
             "--variant",
@@ -478,3 +478,17 @@ def test_a_seeds_argument_that_is_no_block_is_one_clear_error(given):
     with pytest.raises(UserError, match=r"--seeds .* give one block of train.seeds"):
         block_of(given)
     assert block_of("3-5") == (3, 4, 5) and block_of("7") == (7,)
+
+
+def test_a_last_step_that_diverges_writes_nothing(tmp_path, small_archive):
+    """One Adam step per epoch at a huge lr: the epoch's loss (taken during the step) is finite,
+    the weights after it are not.  The stage stops naming variant, seed, epoch and lr, and
+    writes no model, predictions or curves (they would have NaN losses in them)."""
+    with pytest.raises(
+        DivergedError,
+        match=r"variant 'baseline', seed 0, epoch 1: the trained weights .* not finite .*"
+        r"variants.baseline.lr \(now 1000000.0\)",
+    ):
+        _train_stage(tmp_path, small_archive, "baseline", "0", {"batch_size": 250}, {"lr": 1e6})
+    assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
+    assert not (tmp_path / "p.npz").exists()
