@@ -53,7 +53,7 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
     begun = time.perf_counter()
-    debug = bool(os.environ.get("CIFAR10_TRICKS_DEBUG"))
+    debug = debug_on()
     try:
         main(argv)
         spec = getattr(sys.modules.get(main.__module__), "__spec__", None)  # -m runs it as __main__
@@ -80,6 +80,41 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     except Terminated:
         print("terminated: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
         sys.exit(143)
+
+
+def debug_on() -> bool:
+    """``CIFAR10_TRICKS_DEBUG`` is 1, true or yes (any case): tracebacks instead of one line.
+    Any other value, 0 and false included, leaves it off."""
+    return os.environ.get("CIFAR10_TRICKS_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def _short_of_memory(exc: BaseException) -> bool:
+    """An exception that says the process ran out of memory: MemoryError, or a library that
+    could not be mapped (``ulimit -v``: "failed to map segment", ENOMEM)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, (ImportError, OSError)) and (
+        getattr(exc, "errno", None) == errno.ENOMEM
+        or "failed to map segment" in text
+        or "Cannot allocate memory" in text
+    )
+
+
+def on_import_failure(kind, exc, tb) -> None:
+    """``sys.excepthook`` for a stage process before :func:`run_main` runs: an import that ran
+    out of memory (torch under ``ulimit -v``, say) is one ``error:`` line and exit 2 too;
+    anything else keeps its traceback."""
+    if debug_on() or not _short_of_memory(exc):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    print(
+        f"error: {one_line(f'not enough memory to start the stage ({kind.__name__}: {exc})')}; "
+        f"{_IO_ADVICE[errno.ENOMEM]} (or raise the limit: `ulimit -v`), then rerun `dvc repro`.",
+        file=sys.stderr,
+    )
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _fail(message: str) -> None:

@@ -6,3 +6,11 @@ train-set mean and std), ``train`` (one variant's seeds), ``evaluate`` (one vari
 Each opens with its inputs, params and outputs; the code they share is the library,
 :mod:`cifar10_tricks`.
 """
+
+import sys
+
+from cifar10_tricks.cli import on_import_failure
+
+# Imported before any stage module runs: a stage whose imports fail for want of memory (torch
+# under `ulimit -v`) still ends in one `error:` line.
+sys.excepthook = on_import_failure

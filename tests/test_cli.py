@@ -38,7 +38,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 def test_bad_params_file_fails_before_any_work(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"]["epochs"] = 0
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     proc = run_python(
         "-m",
         "stages.download",
@@ -160,3 +160,97 @@ def test_sigterm_removes_the_write_in_progress_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143 and "terminated: nothing half-written was kept" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _stage_inputs(root: Path, small_archive) -> dict[str, list[str]]:
+    """Each stage's arguments, as dvc.yaml gives them, on tiny inputs made in ``root`` (the
+    outputs under data/, models/, runs/, results/, compare/ and page/)."""
+    import json
+
+    from cifar10_tricks import cifar, curves
+    from tests.conftest import STATS, fake_results, project_params, write_predictions
+
+    inputs = root / "inputs"
+    inputs.mkdir()
+    params = project_params(root / "params.yaml", ["baseline"], ["0-1"])
+    raw = yaml.safe_load(params.read_text())
+    raw["data"].update({"source": "synthetic", "synthetic": {**raw["data"]["synthetic"]}})
+    raw["data"]["synthetic"].update({"n_train": 50, "n_test": 20})
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cifar.save(cifar.parse_archive(small_archive), inputs / "d.npz")
+    (inputs / "stats.json").write_text(json.dumps(STATS))
+    write_predictions(inputs / "p.npz")
+    row = {"train/loss": 1.0, "train/acc": 0.5, "test/loss": 0.9, "test/acc": 0.6}
+    curves.write_live(inputs / "live", {s: [row] for s in (3, 5)})
+    fake_results(inputs / "results", {"baseline": [0.5, 0.6]})
+    data = ["--data", "inputs/d.npz"]
+    return {
+        "download": ["--out", "data/cifar10.npz"],
+        "stats": [*data, "--out", "data/stats.json"],
+        "train": [
+            *("--variant", "baseline", "--seeds", "0-1", *data, "--stats", "inputs/stats.json"),
+            *("--models", "models/baseline/0-1", "--live", "runs/baseline/0-1/live"),
+            *("--predictions", "runs/baseline/0-1/predictions.npz"),
+        ],
+        "evaluate": [
+            *("--variant", "v", "--seeds", "3-5", "--predictions", "inputs/p.npz"),
+            *("--live", "inputs/live", "--out", "results/v/3-5"),
+        ],
+        "compare": ["--results", "inputs/results", "--out", "compare"],
+        "page": ["--out", "page/dvc-plots.html"],
+    }
+
+
+@pytest.mark.parametrize("stage", ["download", "stats", "train", "evaluate", "compare", "page"])
+def test_no_stage_writes_through_a_linked_output_folder(tmp_path, small_archive, stage):
+    """Each stage, its output folder a committed link to a folder elsewhere: one `error:` line
+    naming the link, exit 2, and nothing written there."""
+    import importlib
+    import os
+
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    args = _stage_inputs(project, small_archive)[stage]
+    tops = ("data", "models", "results", "compare", "page")
+    top = next(a for a in args if a.split("/")[0] in tops)
+    (project / top.split("/")[0]).symlink_to(outside, target_is_directory=True)
+    here = os.getcwd()
+    os.chdir(project)
+    try:
+        main = importlib.import_module(f"stages.{stage}").main
+        with pytest.raises(UserError, match=rf"^{top.split('/')[0]} is a symbolic link .*rm "):
+            main(args)
+    finally:
+        os.chdir(here)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        "ImportError('libtorch_cpu.so: failed to map segment from shared object')",
+        "MemoryError()",
+        "OSError(12, 'Cannot allocate memory')",
+    ],
+)
+def test_an_import_that_runs_out_of_memory_is_one_error_line(raised):
+    """An import that fails for want of memory (torch under `ulimit -v 2500000` on this
+    project's machines raises the first) comes before run_main is running: the hook
+    stages/__init__.py installs makes it one `error:` line and exit 2 too.  A real bug keeps
+    its traceback."""
+    proc = run_python("-c", f"import stages\nraise {raised}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: not enough memory to start the stage (")
+    assert "Traceback" not in proc.stderr and "ulimit -v" in proc.stderr
+    bug = run_python("-c", "import stages\nraise ImportError('no module named x')")
+    assert bug.returncode == 1 and "Traceback" in bug.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", ""])
+def test_debug_is_on_only_for_1_true_or_yes(tmp_path, value):
+    proc = stats(tmp_path / "none.npz", tmp_path / "s.json", CIFAR10_TRICKS_DEBUG=value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for on in ("1", "true", "YES"):
+        proc = stats(tmp_path / "none.npz", tmp_path / "s.json", CIFAR10_TRICKS_DEBUG=on)
+        assert "Traceback" in proc.stderr
