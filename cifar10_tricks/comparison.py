@@ -87,6 +87,8 @@ class Table:
     # train.seeds with one block more, how many seeds that adds per variant and how many
     # models it trains in all (new ones only), against how many this study trained.
     grow: Grow | None = None
+    # The rungs compared with the one listed before them, having no compare.parents entry.
+    implicit: tuple[str, ...] = ()
 
     @property
     def method_text(self) -> str:
@@ -153,6 +155,7 @@ class Table:
             "variants": variants,
             "made_by": self.made_by,
             "made_by_differs_in": list(self.differs),
+            "parent_is_the_rung_before": list(self.implicit),
             "grow": None
             if self.grow is None
             else {

@@ -137,9 +137,12 @@ def detectable(
     se: float | None, df: float | None, level: float, target: float = POWER
 ) -> float | None:
     """The smallest true difference the test detects with probability ``target`` (noncentral
-    t), or None: too few seeds to test, or more than the whole [0, 1] scale."""
-    if not se or not df:
+    t), or None: too few seeds to test, or more than the whole [0, 1] scale.  With no spread at
+    all (se 0: the seeds scored, or moved, exactly alike) any difference shows: 0."""
+    if se is None or not df:
         return None
+    if se == 0:
+        return 0.0
     high = se * max(1.0, float(special.stdtrit(df, 1 - level / 2)))
     while power(high, se, df, level) < target:
         high *= 2

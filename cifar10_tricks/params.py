@@ -352,6 +352,32 @@ def build(cls, raw: Any, where: str):
     return cls(**values)
 
 
+def parent_of(names: list[str], name: str, parents: dict[str, str]) -> str | None:
+    """The rung ``name`` is compared with besides the baseline: ``compare.parents``' entry, else
+    the variant listed before it (None for the first)."""
+    if name in parents:
+        return parents[name]
+    i = names.index(name)
+    return names[i - 1] if i > 0 else None
+
+
+def _refuse_cycles(names: list[str], parents: dict[str, str]) -> None:
+    """A ladder's parents lead back to its first rung; a loop (a: b and b: a, or through the
+    rungs listed before) compares rungs with each other and none with where they start."""
+    for start in names:
+        path, node = [start], parent_of(names, start, parents)
+        while node is not None:
+            if node in path:
+                loop = " -> ".join(path[path.index(node) :] + [node])
+                raise ParamsError(
+                    f"compare.parents makes a loop ({loop}, counting a variant without an entry "
+                    "as built on the one listed before it); point one of them at the rung it "
+                    "builds on."
+                )
+            path.append(node)
+            node = parent_of(names, node, parents)
+
+
 def parse(raw: Any) -> Params:
     """Validate the parsed YAML document into :class:`Params`."""
     if not isinstance(raw, dict):
@@ -409,6 +435,12 @@ def parse(raw: Any) -> Params:
                 + ", ".join(variants)
                 + "."
             )
+        if child == parent:
+            raise ParamsError(
+                f"compare.parents: {child}: {parent} compares a variant with itself, so it would "
+                "drop out of the answer; name the rung it builds on, or remove the entry."
+            )
+    _refuse_cycles(list(variants), compare.parents)
     return Params(
         data=build(DataParams, raw.get("data"), "data"),
         train=build(TrainParams, raw.get("train"), "train"),

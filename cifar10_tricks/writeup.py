@@ -16,8 +16,13 @@ def _p(p: float | None) -> str:
     return "—" if p is None else f"{p:.3g}"
 
 
+IDENTICAL = "identical on every seed"
+
+
 def _unseen(c: Comparison) -> str:
     """How large an effect this comparison could have missed, in words."""
+    if c.mde == 0:  # no spread: the two scored exactly alike on every seed, or moved alike
+        return IDENTICAL if c.result.diff == 0 else "the same difference on every seed"
     if c.mde is not None:
         return f"an effect under {_pts(c.mde, False)} points could go unseen"
     return "the seeds spread so widely that even an effect of more than 200 points could go unseen"
@@ -68,6 +73,17 @@ def answer(table: Table) -> list[str]:
         ("no detectable effect", "Could not be told apart"),
     ):
         lines.append(f"- **{title}:** " + ("; ".join(groups[key]) if groups[key] else "none") + ".")
+    if table.implicit:
+        pairs = ", ".join(
+            f"{n} vs {table.variants[n].vs['parent'].reference}"
+            for n in table.implicit
+            if "parent" in table.variants[n].vs
+        )
+        lines += [
+            "",
+            f"Rungs with no `compare.parents` entry are compared with the rung listed before "
+            f"them: {pairs}. Set compare.parents to choose.",
+        ]
     if table.typical_sd is not None:
         need = table.seeds_for_half_point
         lines += [
@@ -136,7 +152,9 @@ def markdown(table: Table) -> str:
             else ""
         )
         mde = (
-            f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
+            f", {IDENTICAL}"
+            if c.verdict == "no detectable effect" and c.mde == 0
+            else f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
             if c.verdict == "no detectable effect"
             else ""
         )

@@ -61,18 +61,12 @@ from cifar10_tricks.inference import (
     seeds_needed,
     welch,
 )
+from cifar10_tricks.params import parent_of
 from cifar10_tricks.scores import read_scores
 
 log = logging.getLogger("cifar10_tricks.compare")
 
 HALF_POINT = 0.005  # in [0, 1] units of micro-F1
-
-
-def parent_of(names: list[str], name: str, parents: dict[str, str]) -> str | None:
-    if name in parents:
-        return parents[name]
-    i = names.index(name)
-    return names[i - 1] if i > 0 else None
 
 
 def verdict(diff: float, p_adjusted: float | None, alpha: float) -> str:
@@ -186,6 +180,7 @@ def compare(
         else None,
         cp.method,
         chance=chance,
+        implicit=tuple(n for n in names if n not in cp.parents and parent_of(names, n, cp.parents)),
     )
 
 

@@ -6,7 +6,9 @@ Inputs:  from `train@<variant>-<seeds>`, in runs/<variant>/<seeds>/: ``--predict
 Outputs (in ``--out``, i.e. results/<variant>/<seeds>/), all in git, so that `compare` reads
 no DVC-cached file and runs in a clone that never pulled (``dvc exp run --pull
 --allow-missing``):
-  metrics.json    `micro_f1` (= accuracy), `macro_f1` and `loss` (test NLL): the mean over
+  metrics.json    `micro_f1` (= accuracy), `macro_f1` (over the classes in the test labels or
+                  the predictions, scikit-learn's default: `macro_f1_over` says so) and `loss`
+                  (test NLL): the mean over
                   the block's seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics
                   show/diff` read (short keys, so a row fits 120 columns; compare/summary.json
                   has each variant's mean over all its blocks); `made_by`, what made them
@@ -40,6 +42,7 @@ from cifar10_tricks.files import atomic_group, write_csv, write_json
 from cifar10_tricks.inference import mean_sd
 
 log = logging.getLogger("cifar10_tricks.evaluate")
+MACRO_OVER = "the classes in the test labels or the predictions (scikit-learn's default)"
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -50,9 +53,9 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> d
     )
     return {
         "micro_f1": float(f1_score(y_true, y_pred, average="micro")),
-        "macro_f1": float(
-            f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)
-        ),
+        # Over the classes in the test labels or the predictions (scikit-learn's default): a
+        # class with no test image that nobody predicted has no F1 to average, not an F1 of 0.
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "per_class": {c: {k: float(v) for k, v in report[c].items()} for c in classes},
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
@@ -73,7 +76,8 @@ def evaluate_predictions(
         mean, std = mean_sd([s[key] for s in per_seed.values()])
         metrics[key], metrics[f"{key}_sd"] = mean, std
     metrics["seeds"] = len(per_seed)
-    # A one-item list: DVC's tables skip lists, so `dvc metrics show` keeps a row of scores.
+    # One-item lists, which DVC's tables leave out: `dvc metrics show` keeps a row of scores.
+    metrics["macro_f1_over"] = [MACRO_OVER]
     metrics["made_by"] = [p["made_by"]]
     report = {
         "classes": list(classes),

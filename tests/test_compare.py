@@ -76,9 +76,9 @@ def test_holm_changes_verdicts_that_ride_on_one_lucky_p():
 
 def test_parents_default_to_previous_rung():
     names = ["baseline", "a", "b", "c"]
-    assert compare.parent_of(names, "baseline", {}) is None
-    assert compare.parent_of(names, "b", {}) == "a"
-    assert compare.parent_of(names, "c", {"c": "a"}) == "a"
+    assert params.parent_of(names, "baseline", {}) is None
+    assert params.parent_of(names, "b", {}) == "a"
+    assert params.parent_of(names, "c", {"c": "a"}) == "a"
 
 
 def test_table_in_ladder_order_with_baseline_and_parent():

@@ -56,6 +56,7 @@ def test_stage_writes_metrics_report_and_confusion(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert metrics["seeds"] == 2 and report["seeds"] == [3, 5]
+    assert metrics["macro_f1_over"] == [evaluate.MACRO_OVER]  # the choice, stated
     per_seed = [report["per_seed"][s]["micro_f1"] for s in ("3", "5")]
     assert per_seed == pytest.approx([(p == y).mean() for p in pred])
     assert metrics["micro_f1"] == pytest.approx(np.mean(per_seed))
@@ -84,3 +85,14 @@ def test_stage_imports_no_torch(tmp_path):
     )
     out = run_python("-c", code, check=True)
     assert out.stdout.split()[-1] == "False" and (tmp_path / "r/metrics.json").is_file()
+
+
+def test_macro_f1_averages_the_classes_that_occur_not_the_absent_ones():
+    """With few test images some classes are absent: perfect predictions score macro-F1 1.0
+    (it was 0.9, an absent class counted as F1 = 0), and a class predicted but absent from
+    the labels still counts against it."""
+    y = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8])  # no image of class 9
+    assert evaluate.score(y, y, CLASSES)["macro_f1"] == 1.0
+    wrong = y.copy()
+    wrong[0] = 9  # class 9 predicted once, never true: precision 0 for it
+    assert evaluate.score(y, wrong, CLASSES)["macro_f1"] == pytest.approx((8 + 0 + 0) / 10)

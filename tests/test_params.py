@@ -209,6 +209,24 @@ _DELETE = object()
             r"lr = '1e-3' is not a number",
         ),  # quoted: a string
         (("compare", "baseline"), "nope", r"compare.baseline = 'nope' is not a variant"),
+        # A parent that is the variant itself, unknown, or in a loop (a variant without an
+        # entry builds on the one before it): the variant would vanish from the answer.
+        (
+            ("compare", "parents"),
+            {"norm_inputs": "norm_inputs"},
+            r"norm_inputs: norm_inputs compares a variant with itself",
+        ),
+        (("compare", "parents"), {"norm_inputs": "nope"}, r"'norm_inputs': 'nope' must name two"),
+        (
+            ("compare", "parents"),
+            {"baseline": "norm_inputs"},
+            r"makes a loop \(baseline -> norm_inputs -> baseline",
+        ),
+        (
+            ("compare", "parents"),
+            {"lr_schedule": "weight_decay", "weight_decay": "lr_schedule"},
+            r"makes a loop \(lr_schedule -> weight_decay -> lr_schedule",
+        ),
         (("compare", "alpha"), 1.0, r"compare.alpha = 1.0 .*\(0, 1\)"),
         (("extra",), 1, r"unknown top-level key 'extra'"),
         (("variants",), {}, r"`variants` must list at least one variant"),
@@ -219,7 +237,9 @@ def test_bad_values_name_key_value_and_allowed(raw, path, value, message):
         params.parse(_bad(raw, path, value))
 
 
-@pytest.mark.parametrize("name", ["has space", "a/b", "train@x", "9lives", "x" * 65, "dot.name"])
+@pytest.mark.parametrize(
+    "name", ["has space", "a/b", "train@x", "9lives", "x" * 65, "dot.name", "a-1"]
+)
 def test_unsafe_variant_names_are_refused(raw, name):
     raw["variants"][name] = dict(raw["variants"]["baseline"])
     with pytest.raises(params.ParamsError, match="is not allowed; use a letter"):

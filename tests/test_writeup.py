@@ -73,3 +73,32 @@ def test_the_power_analysis_prints_the_command_that_adds_only_the_missing_seeds(
     assert compare.grow(params.TrainParams(seeds=(f"0-{need}",)), 2, table) is None
     many = dataclasses.replace(table, seeds_for_half_point=params.MAX_SEEDS + 1)
     assert compare.grow(tp, 2, many) is None
+
+
+def test_a_variant_identical_to_its_parent_is_said_to_be_so_not_given_a_huge_mde():
+    """Spread exactly 0 (a copy of the baseline, paired): 'identical on every seed', where it
+    used to say an effect of more than 200 points could go unseen."""
+    same = {"baseline": {0: 0.5, 1: 0.6, 2: 0.55}, "copy": {0: 0.5, 1: 0.6, 2: 0.55}}
+    table = compare.compare(same, params.CompareParams(method="paired"))
+    c = table.variants["copy"].vs["baseline"]
+    assert c.mde == 0.0 and c.verdict == "no detectable effect"
+    md = writeup.markdown(table)
+    assert "copy (+0.00 [+0.00, +0.00] vs baseline; identical on every seed)" in md
+    assert "no detectable effect, identical on every seed" in md
+    assert "200 points" not in md and "MDE over 200" not in md
+
+
+def test_a_rung_compared_with_the_one_before_it_says_so():
+    """A variant added at the end, with no compare.parents entry, is compared with the rung
+    listed before it: comparison.md says which, and how to choose another."""
+    scores = {
+        name: {s: 0.5 + 0.01 * i + 0.001 * s for s in range(3)}
+        for i, name in enumerate(["baseline", "a", "b", "new"])
+    }
+    table = compare.compare(scores, params.CompareParams(parents={"b": "baseline"}))
+    assert table.implicit == ("a", "new")
+    md = writeup.markdown(table)
+    assert (
+        "Rungs with no `compare.parents` entry are compared with the rung listed before them: "
+        "a vs baseline, new vs b. Set compare.parents to choose." in md
+    )
