@@ -17,7 +17,9 @@ import argparse
 import dataclasses
 import http.client
 import logging
+import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -27,6 +29,7 @@ import numpy as np
 from cifar10_tricks import cifar, params
 from cifar10_tricks.cli import run_main
 from cifar10_tricks.errors import UserError
+from cifar10_tricks.files import refuse_linked_folders
 
 log = logging.getLogger("cifar10_tricks.download")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -40,6 +43,12 @@ def is_url(source: str) -> bool:
 # The archive is 170 MB.  A server that sends far more, or goes quiet, is not serving it.
 MAX_DOWNLOAD_BYTES = 512 * 2**20
 TIMEOUT_S = 60.0  # to connect, and between any two reads
+# A server that trickles (a byte every few seconds: every read within the timeout) is cut
+# off too: past the first minute the average must stay above 32 KiB/s (170 MB in 90 minutes),
+# and the whole download ends within 3 hours.
+MIN_RATE = 32 * 1024  # bytes per second, averaged from the start
+GRACE_S = 60.0
+MAX_DOWNLOAD_S = 3 * 3600.0
 
 
 def fetch(source: str, md5: str | None, workdir: Path) -> Path:
@@ -59,30 +68,53 @@ def fetch(source: str, md5: str | None, workdir: Path) -> Path:
     )
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(target, "wb") as out:
-            total = 0
-            while chunk := response.read(1 << 20):
+            total, start = 0, time.monotonic()
+            # read1: what has arrived, at most 1 MiB, so the clock is checked between reads
+            while chunk := response.read1(1 << 20):
                 total += len(chunk)
                 if total > MAX_DOWNLOAD_BYTES:
                     raise cifar.ArchiveError(
                         f"{url} sent more than {MAX_DOWNLOAD_BYTES} bytes; CIFAR-10's archive is "
                         "170 MB, so the download was stopped. Check data.source."
                     )
-                out.write(chunk)
+                _check_pace(url, total, time.monotonic() - start, offline)
+                try:
+                    out.write(chunk)
+                except OSError as exc:  # a failed write names no file: say which one
+                    raise OSError(exc.errno, exc.strerror, str(target)) from None
     except urllib.error.HTTPError as exc:  # before URLError, its parent: a status, a redirect loop
         raise UserError(f"cannot download {url}: HTTP {exc.code} {exc.reason}. {offline}") from None
     except ValueError as exc:  # http.client.InvalidURL: a space, a bad port
         raise UserError(f"data.source = {url!r} is not a valid URL ({exc}).") from None
-    except (TimeoutError, OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-        cause = getattr(exc, "reason", None) or exc
-        if isinstance(cause, TimeoutError) or "timed out" in str(cause):
-            cause = f"no answer for {TIMEOUT_S:g} s"
-        raise UserError(f"cannot download {url}: {cause}. {offline}") from None
+    except OSError as exc:
+        if exc.filename == str(target):  # writing it, not fetching it: the disk's problem
+            raise
+        _cannot(url, exc, offline)
+    except (urllib.error.URLError, http.client.HTTPException) as exc:
+        _cannot(url, exc, offline)
     if md5 and not check_md5(str(target), md5):
         raise cifar.ArchiveError(
             f"{url} downloaded but failed its md5 check (expected {md5}). "
             "Check data.md5, or the mirror you point data.source at."
         )
     return target
+
+
+def _check_pace(url: str, total: int, elapsed: float, offline: str) -> None:
+    """Stop a download that would take hours: too slow past the grace period, or too long."""
+    if elapsed > MAX_DOWNLOAD_S or (elapsed > GRACE_S and total / elapsed < MIN_RATE):
+        raise UserError(
+            f"cannot download {url}: {total:,} bytes in {elapsed:.0f} s, under "
+            f"{MIN_RATE // 1024} KiB/s (or past {MAX_DOWNLOAD_S / 3600:g} h), so the download "
+            f"was stopped. {offline}"
+        )
+
+
+def _cannot(url: str, exc: BaseException, offline: str):
+    cause = getattr(exc, "reason", None) or exc
+    if isinstance(cause, TimeoutError) or "timed out" in str(cause):
+        cause = f"no answer for {TIMEOUT_S:g} s"
+    raise UserError(f"cannot download {url}: {cause}. {offline}") from None
 
 
 def check_local(path: Path, md5: str | None) -> Path:
@@ -149,7 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     data = params.load(args.params).data
-    with tempfile.TemporaryDirectory(prefix="cifar10-") as tmp:
+    refuse_linked_folders(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # The download (or the generated archive) lives beside the output, not in the system's
+    # temporary folder: one a SIGKILL left behind is removed here, by the next run.
+    for stale in args.out.parent.glob(".download-*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(
+        prefix=".download-", suffix=".tmp", dir=args.out.parent
+    ) as tmp:
         dataset = read_source(data, Path(tmp))
     cifar.save(dataclasses.replace(dataset, source=describe_source(data)), args.out)
     log.info(

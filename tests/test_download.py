@@ -133,3 +133,73 @@ def test_a_malformed_url_is_one_clear_error(tmp_path, url):
     with pytest.raises(UserError, match="cannot download|is not a valid URL") as err:
         download.fetch(url, None, tmp_path)
     assert url in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_trickles_is_cut_off_by_the_overall_pace(tmp_path, monkeypatch, server):
+    """One byte every 0.05 s: every read returns well within the timeout, so only a deadline on
+    the whole download ends it (here a 0.5 s grace and 32 KiB/s)."""
+    import time
+
+    handlers, base = server
+    monkeypatch.setattr(download, "GRACE_S", 0.5)
+
+    def trickle(req):
+        req.send_response(200)
+        req.end_headers()
+        try:
+            for _ in range(200):  # 10 s at most: the test ends even if the deadline is broken
+                req.wfile.write(b"x")
+                req.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    handlers["get"] = trickle
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"bytes in 1 s, under 32 KiB/s .* was stopped"):
+        download.fetch(f"{base}/cifar-10-python.tar.gz", None, tmp_path)
+    assert time.monotonic() - start < 5
+
+
+def test_a_full_disk_while_downloading_names_the_file(tmp_path, server):
+    handlers, base = server
+
+    def serve(req):
+        req.send_response(200)
+        req.end_headers()
+        req.wfile.write(bytes(2**20))
+
+    handlers["get"] = serve
+    (tmp_path / "a.tar.gz").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(OSError) as err:
+        download.fetch(f"{base}/a.tar.gz", None, tmp_path)
+    assert err.value.filename == str(tmp_path / "a.tar.gz") and err.value.errno == 28
+
+
+def test_the_download_lives_beside_the_output_and_a_killed_ones_is_removed(tmp_path, monkeypatch):
+    """A SIGKILL mid-download used to strand the partial archive in the system's temporary
+    folder; it lives beside the data file now, and the next run removes what a kill left."""
+    import yaml
+
+    from tests.conftest import project_params
+
+    params = project_params(tmp_path / "params.yaml", ["baseline"])
+    raw = yaml.safe_load(params.read_text())
+    raw["data"]["source"] = "synthetic"
+    raw["data"]["synthetic"].update({"n_train": 50, "n_test": 20})
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    stale = tmp_path / "data" / ".download-abc.tmp"
+    stale.mkdir(parents=True)
+    (stale / "cifar-10-python.tar.gz").write_bytes(b"half")
+    seen = []
+    real = download.read_source
+
+    def spy(data, workdir):
+        seen.append(workdir)
+        return real(data, workdir)
+
+    monkeypatch.setattr(download, "read_source", spy)
+    monkeypatch.chdir(tmp_path)
+    download.main(["--out", "data/cifar10.npz"])
+    assert seen[0].resolve().parent == tmp_path / "data" and seen[0].name.startswith(".download-")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar10.npz"]
