@@ -291,6 +291,28 @@ def test_same_params_give_the_same_files_and_a_forced_rerun_changes_nothing(own_
     assert own_run.git("status", "--porcelain") == ""
 
 
+def test_a_committed_link_in_place_of_an_output_folder_writes_nothing_outside(own_run, tmp_path):
+    """`compare` or `results/baseline` committed as a link to a folder elsewhere: `dvc repro`
+    fails, the stage's one error line names the link, and the folder elsewhere is untouched
+    (DVC does not delete the git-kept outputs first: they are `persist: true`)."""
+    import shutil
+
+    root = own_run.path
+    for folder, inside in (("compare", "summary.json"), ("results/baseline", "0-1/metrics.json")):
+        outside = tmp_path / folder.replace("/", "_")
+        (outside / inside).parent.mkdir(parents=True)
+        (outside / inside).write_text("theirs")
+        shutil.rmtree(root / folder)
+        (root / folder).symlink_to(outside, target_is_directory=True)
+        out = own_run.dvc("repro", check=False)
+        assert out.returncode != 0, out.stdout
+        assert f"error: {folder} is a symbolic link (to {outside})" in out.stderr, out.stderr
+        assert [p.relative_to(outside) for p in outside.rglob("*") if p.is_file()] == [Path(inside)]
+        assert (outside / inside).read_text() == "theirs"
+        (root / folder).unlink()
+        own_run.git("checkout", "--", folder)
+
+
 def test_two_fresh_clones_with_the_same_params_write_the_same_dvc_lock(full_run, tmp_path):
     """A second project, made and run from scratch elsewhere with the same params, records
     exactly the same dvc.lock: every dependency's and every output's md5."""
