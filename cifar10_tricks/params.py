@@ -449,6 +449,9 @@ def parse(raw: Any) -> Params:
     )
 
 
+MAX_PARAMS_BYTES = 2**20  # the default params.yaml is 4 KB; a thousand variants fit in 1 MB
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``path``; any problem raises :class:`ParamsError`.
 
@@ -462,6 +465,11 @@ def load(path: str | Path = "params.yaml") -> Params:
 
     path = Path(path)
     try:
+        if (size := path.stat().st_size) > MAX_PARAMS_BYTES:
+            raise ParamsError(
+                f"{path} is {size:,} bytes; params.yaml is a few KB (at most "
+                f"{MAX_PARAMS_BYTES:,} bytes are read). Check that it is the right file."
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ParamsError(

@@ -269,6 +269,10 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(params.ParamsError, match="not valid YAML"):
         params.load(bad)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * params.MAX_PARAMS_BYTES)
+    with pytest.raises(params.ParamsError, match=r"huge.yaml is 1,048,578 bytes; params.yaml is"):
+        params.load(huge)
 
 
 def test_params_are_frozen(raw):
