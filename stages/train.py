@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
         time.perf_counter() - begun,
     )
 
+    firsts, paces = {g[0] for g in groups}, []  # each stack's epoch times, as they come
+    total_epochs = tp.epochs * len(groups)
+
     def report(seed, epoch, row, seconds):
         log.info(
             "%s seed %d epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% "
@@ -297,38 +300,48 @@ def main(argv: list[str] | None = None) -> None:
             row["lr"],
             seconds,
         )
-        if epoch == 0 and seed == groups[0][0] and tp.epochs * len(groups) > 1:
-            total = seconds * tp.epochs * len(groups)
+        if seed not in firsts:
+            return
+        paces.append(seconds)
+        # The first epoch pays the warm-up (allocations, kernel choice, a CUDA graph's
+        # capture): the estimate takes the second one's pace.
+        if len(paces) == 2 and total_epochs > 2:
+            left = seconds * (total_epochs - 2)
             log.info(
-                "train %s: the first epoch took %.1f s, so all %d epoch(s) of %d stack(s) need "
-                "about %s",
+                "train %s: at the second epoch's pace (%.1f s; the first, %.1f s, warmed up), "
+                "the remaining %d epoch(s) of %d stack(s) need about %s",
                 args.variant,
                 seconds,
-                tp.epochs,
+                paces[0],
+                total_epochs - 2,
                 len(groups),
-                f"{total / 60:.1f} min" if total >= 90 else f"{total:.0f} s",
+                f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s",
             )
 
     histories, models, preds, nlls = {}, {}, [], []
     batches = -(-len(ds.y_train) // tp.batch_size)
     bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}-{args.seeds}")
-    for group in groups:
-        try:
-            model, group_histories, (pred, nll) = train_seeds(
-                args.variant, variant, config, data, group, tp, precision, report, progress=bar
-            )
-        except torch.OutOfMemoryError:
-            raise UserError(
-                f"train {args.variant}: a stack of {len(group)} seed(s) does not fit in the "
-                f"memory of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
-                f"{max(1, len(group) // 2)}` in params.yaml (or `dvc exp run -S "
-                f"train.seeds_per_step={max(1, len(group) // 2)}`). It is a param because in "
-                "bf16 the stack size changes the last bits of the results."
-            ) from None
-        histories.update(group_histories)
-        models.update({seed: model.single(s) for s, seed in enumerate(group)})
-        preds.append(pred)
-        nlls.append(nll)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # Log lines go through tqdm.write while the bar is up: never glued onto the bar's line.
+    with logging_redirect_tqdm():
+        for group in groups:
+            try:
+                model, group_histories, (pred, nll) = train_seeds(
+                    args.variant, variant, config, data, group, tp, precision, report, progress=bar
+                )
+            except torch.OutOfMemoryError:
+                raise UserError(
+                    f"train {args.variant}: a stack of {len(group)} seed(s) does not fit in the "
+                    f"memory of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
+                    f"{max(1, len(group) // 2)}` in params.yaml (or `dvc exp run -S "
+                    f"train.seeds_per_step={max(1, len(group) // 2)}`). It is a param because in "
+                    "bf16 the stack size changes the last bits of the results."
+                ) from None
+            histories.update(group_histories)
+            models.update({seed: model.single(s) for s, seed in enumerate(group)})
+            preds.append(pred)
+            nlls.append(nll)
     bar.close()
     # Written only once every seed has trained (a divergence writes nothing), and together.
     with atomic_group():

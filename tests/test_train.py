@@ -4,6 +4,7 @@ trained together, divergence stops."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -347,11 +348,26 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
             nll = -log_probs[torch.arange(len(ds.y_test)), torch.from_numpy(ds.y_test).long()]
             np.testing.assert_allclose(z["nll"][s], nll.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "live/plots/metrics/seed_7/test/acc.tsv").is_file()
-    # It says the work ahead at its start, and after the first epoch how long it will take.
+    # It says the work ahead at its start (the estimate waits for a second epoch: 2 here).
     assert "train dropout_both seeds 5-7: 3 seed(s) x 1 epoch(s) x 250 images on cpu" in caplog.text
     assert "(2 stack(s))" in caplog.text
-    assert "the first epoch took" in caplog.text
-    assert "1 epoch(s) of 2 stack(s) need about" in caplog.text
+    assert "second epoch's pace" not in caplog.text
+
+
+def test_the_time_estimate_takes_the_second_epochs_pace_not_the_warm_up(
+    tmp_path, small_archive, caplog
+):
+    """The first epoch pays the warm-up ('about 1.9 min' ended at 66 s): the stage waits for
+    the second, and estimates what is left at its pace."""
+    caplog.set_level("INFO", logger="cifar10_tricks")
+    _train_stage(tmp_path, small_archive, "baseline", "0-2", {"epochs": 2, "seeds_per_step": 1})
+    said = [r.getMessage() for r in caplog.records if "second epoch's pace" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert re.search(
+        r"at the second epoch's pace \([\d.]+ s; the first, [\d.]+ s, warmed up\), the "
+        r"remaining 4 epoch\(s\) of 3 stack\(s\) need about \d+ s",
+        said[0],
+    )
 
 
 def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, monkeypatch):
