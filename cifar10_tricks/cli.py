@@ -41,6 +41,13 @@ _IO_ADVICE = {
 }
 
 
+# After Ctrl-C or SIGTERM: the way back, whether `dvc repro` or `dvc exp run` ran the stage.
+_AGAIN = (
+    "run the same command again to go on (`dvc repro`, or `dvc exp run` with the same -S "
+    "options): the stages that finished are not rerun."
+)
+
+
 def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Run a stage's ``main`` with logging set up; expected failures end in one line.
 
@@ -75,10 +82,10 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
             raise
         _fail(f"out of memory; {_IO_ADVICE[errno.ENOMEM]}.")
     except KeyboardInterrupt:
-        print("interrupted: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
+        print(f"interrupted: nothing half-written was kept; {_AGAIN}", file=sys.stderr)
         sys.exit(130)
     except Terminated:
-        print("terminated: nothing half-written was kept; rerun `dvc repro`.", file=sys.stderr)
+        print(f"terminated: nothing half-written was kept; {_AGAIN}", file=sys.stderr)
         sys.exit(143)
 
 

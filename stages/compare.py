@@ -187,7 +187,9 @@ def compare(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--results", type=Path, required=True, help="folder of results/<variant>/")
+    parser.add_argument(
+        "--results", type=Path, required=True, help="folder of results/<variant>/<seeds>/"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the comparison files")
     args = parser.parse_args(argv)
 
