@@ -22,6 +22,7 @@ COPIED = (
     ".dvcignore",
     ".gitignore",
     ".dvc/config",
+    ".dvc/.gitignore",
     ".dvc/plots",
 )
 GIT_ENV = {

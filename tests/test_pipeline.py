@@ -636,7 +636,8 @@ def test_every_readme_block_is_run_or_says_why_not():
     run = [text.split()[:4] for _, text, why in blocks if why is None]
     assert run == [
         ["python", "-m", "pip", "install"],  # then `dvc repro`
-        ["git", "add", "dvc.lock", "params.yaml"],  # branches
+        ["git", "add", "dvc.lock", "params.yaml"],  # commit the study
+        ["dvc", "metrics", "show", "--precision"],  # branches
         ["dvc", "exp", "run", "-S"],  # experiments and the queue
     ], run
     assert all(len(why) > 10 for _, _, why in blocks if why)
@@ -647,7 +648,7 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     user would have just run and not yet committed (the install line aside)."""
     import time
 
-    own_run.git("reset", "-q", "--soft", "HEAD~1")  # the run, not yet committed
+    own_run.git("reset", "-q", "--mixed", "HEAD~1")  # the run, not yet committed or staged
     env_log = tmp_path / "block.log"
     outputs = []
     for line, text, why in readme_blocks():
@@ -666,7 +667,9 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
         out = env_log.read_text()
         assert proc.returncode == 0, f"README line {line}:\n{script}\n{out[-3000:]}"
         outputs.append(out)
-    repro, branches, experiments = outputs
+        if text.startswith("git add"):  # the commit line leaves nothing for git behind
+            assert own_run.git("status", "--porcelain") == "", text
+    repro, _, branches, experiments = outputs
     assert "Data and pipelines are up to date" in repro or "didn't change" in repro
     # `dvc metrics diff main` shows values on both sides for the changed variant only.
     rows = [r for r in branches.splitlines() if "results/dropout_both/0-1/metrics.json" in r]
@@ -706,6 +709,21 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
         _end_workers(own_run)
     assert status.count("Success") == 2, status
     assert own_run.git("status", "--porcelain", "--", "plots", "dvc_plots") == ""  # ignored
+    # Queued from the clean study, each changed only what its -S said: the sweep is not mixed
+    # with the experiments run before it.
+    swept = []
+    for commit in json.loads(own_run.dvc("exp", "show", "--json").stdout):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                knobs = (rev.get("data") or {}).get("params", {}).get("params.yaml", {})
+                variants = (knobs.get("data") or {}).get("variants", {})
+                if variants and variants["dropout_dense"]["dropout_dense"] in (0.1, 0.4):
+                    swept.append(
+                        (variants["dropout_conv"]["dropout_conv"], variants["dropout_both"])
+                    )
+    assert len(swept) == 2 and all(
+        conv == 0.2 and both["dropout_conv"] == 0.2 for conv, both in swept
+    ), swept
 
 
 def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
