@@ -172,6 +172,15 @@ def test_exp_run_and_readable_exp_show(own_run):
     after = json.loads((own_run.path / "compare/summary.json").read_text())["micro_f1"]
     unchanged = [n for n in before if n != "dropout_conv"]
     assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
+    # The README's clean-up keeps the committed study and the experiment: after it, going back
+    # to the commit finds every output in the cache (`dvc gc -w` alone dropped the study's).
+    own_run.dvc("gc", "-w", "-A", "--all-experiments", "-f")
+    own_run.git("checkout", "--", ".")
+    own_run.dvc("checkout")
+    assert (own_run.path / "models/dropout_conv/0-1/seed_0.pt").is_file()
+    assert "up to date" in own_run.dvc("status").stdout
+    own_run.dvc("exp", "apply", "conv03")  # and the experiment's outputs are still there
+    assert "0.3" in (own_run.path / "params.yaml").read_text()
 
 
 def _end_workers(proj) -> None:
