@@ -27,7 +27,7 @@ is rewritten as each ends, so a time-out keeps what was measured, and the comman
 Writes ``gpu_check.json`` and ``gpu_check.md`` in ``--out``, naming the GPU, driver, torch,
 CUDA and cuDNN.  DVC's stages run with the interpreter that runs this (first on PATH as
 ``python``), whatever ``python`` the machine has.  The GPU machine has torch but not DVC:
-``benchmarks/gpu_wheels.sh`` fetches the wheels to carry there (README, "Performance").
+``benchmarks/gpu_wheels.sh`` fetches the wheels to carry there (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ def part_pipeline(quick: bool, out: Path, budget: float) -> dict:
     try:
         import dvc  # noqa: F401
     except ImportError:
-        return {"error": "no DVC here: carry benchmarks/gpu_wheels.sh's wheels (README)"}
+        return {"error": "no DVC here: carry gpu_wheels.sh's wheels (docs/performance.md)"}
     sizes = (
         [
             "--n-train",

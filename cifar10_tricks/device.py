@@ -138,7 +138,7 @@ def set_deterministic(mode: bool) -> None:
     The public function also imports torch._inductor, only to set torch.compile's
     determinism flag; that import is seconds of a train stage's start-up (`bench_startup`), and no
     stage compiles.  So the flag is set directly when torch exposes it, else via the public
-    call.  A private API: listed in the README's developer notes with the test that guards it.
+    call.  A private API: listed in docs/developers.md with the test that guards it.
     """
     set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
     if set_flag is None or "torch._inductor.config" in sys.modules:

@@ -622,12 +622,13 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
 # --- the README, run as written ----------------------------------------------------------------
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = sorted((README.parent / "docs").glob("*.md"))
 SKIP = re.compile(r"<!-- not run by the README test: (.+?) -->\s*$")
 
 
-def readme_blocks() -> list[tuple[int, str, str | None]]:
-    """Each ```bash block of the README: (line, text, why it is not run, or None)."""
-    lines, blocks = README.read_text().splitlines(), []
+def readme_blocks(page: Path = README) -> list[tuple[int, str, str | None]]:
+    """Each ```bash block of ``page``: (line, text, why it is not run, or None)."""
+    lines, blocks = page.read_text().splitlines(), []
     i = 0
     while i < len(lines):
         if lines[i].strip() == "```bash":
@@ -650,6 +651,23 @@ def test_every_readme_block_is_run_or_says_why_not():
         ["dvc", "exp", "run", "-S"],  # experiments and the queue
     ], run
     assert all(len(why) > 10 for _, _, why in blocks if why)
+    # The manual's blocks: each says why the README test does not run it, and which test runs
+    # what it shows (none is cheap enough to run here: paths of your own, hours, a GPU, ...).
+    manual = [(page.name, line, why) for page in DOCS for line, _, why in readme_blocks(page)]
+    assert len(manual) >= 5 and all(why and "test" in why for *_, why in manual), manual
+
+
+def test_the_readme_is_a_front_page():
+    """At most 200 lines, install and run within the first 30, no line past 120 columns outside
+    tables; the manual in docs/, every page linked from the README and back."""
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200, len(lines)
+    assert any(line.startswith("dvc repro") for line in lines[:30])
+    wide = [line for line in lines if len(line) > 120 and not line.startswith("|")]
+    assert wide == [], wide
+    for page in DOCS:
+        assert f"(docs/{page.name})" in README.read_text(), page.name
+        assert "(../README.md)" in page.read_text(), page.name
 
 
 def test_the_readme_runs_as_written(own_run, tmp_path):
