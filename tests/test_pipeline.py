@@ -46,6 +46,20 @@ def test_offline_download_fails_cleanly(tmp_path):
     assert not (tmp_path / "data/cifar10.npz").exists()
 
 
+def test_before_any_run_plots_and_metrics_show_say_there_is_nothing_yet(tmp_path):
+    """What docs/results.md says a clone with no committed study gets: DVC's one line that it
+    found nothing, exit 0, and no traceback."""
+    proj = make_project(tmp_path / "p")
+    plots = proj.dvc("plots", "show", "-o", str(tmp_path / "plots"))
+    assert "DVC failed to load some plots for following revisions: 'workspace'" in (
+        plots.stdout + plots.stderr
+    )
+    assert (tmp_path / "plots/index.html").is_file()
+    metrics = proj.dvc("metrics", "show")
+    assert "DVC failed to load some metrics" in metrics.stdout + metrics.stderr
+    assert "Traceback" not in plots.stderr + metrics.stderr
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """The whole pipeline on tiny synthetic data (1 epoch, 2 seeds, every variant), run and
