@@ -132,6 +132,15 @@ def test_rerun_is_a_no_op_and_one_knob_reruns_one_variant(own_run):
     assert "variants.dropout_conv.dropout_conv" in own_run.dvc("params", "diff").stdout
 
 
+def test_one_variants_dag_fits_a_terminal(full_run):
+    """docs/pipeline.md's narrow `dvc dag`: one variant's path, well within 120 columns."""
+    out = full_run.dvc("dag", "evaluate@baseline-0-1").stdout
+    for stage in ("download", "stats", "train@baseline-0-1", "evaluate@baseline-0-1"):
+        assert f"| {stage} |" in out, out
+    assert max(map(len, out.splitlines())) <= 40, out
+    assert "```mermaid" in full_run.dvc("dag", "--md").stdout
+
+
 def test_compare_covers_every_variant(full_run):
     table = json.loads((full_run.path / "compare/comparison.json").read_text())
     variants = list(full_run.params()["variants"])
