@@ -106,10 +106,9 @@ def seed_block_problem(block) -> str | None:
         return "not an integer or a range"
     if isinstance(block, int):
         return None if 0 <= block <= MAX_SEED else f"outside 0 to {MAX_SEED:,}"
-    m = BLOCK.match(block)
-    if not m:
+    if not BLOCK.match(block):
         return "not an integer or a range 'a-b'"
-    low, high = map(int, m.groups())
+    low, high = _ends(block)
     if high > MAX_SEED:
         return f"outside 0 to {MAX_SEED:,}"
     if low > high:

@@ -8,10 +8,10 @@ no DVC-cached file and runs in a clone that never pulled (``dvc exp run --pull
 --allow-missing``):
   metrics.json    `micro_f1` (= accuracy), `macro_f1` (over the classes in the test labels or
                   the predictions, scikit-learn's default: `macro_f1_over` says so) and `loss`
-                  (test NLL): the mean over
-                  the block's seeds, `<key>_sd` the sample sd, and `seeds`; what `dvc metrics
-                  show/diff` read (short keys, so a row fits 120 columns; compare/summary.json
-                  has each variant's mean over all its blocks); `made_by`, what made them
+                  (test NLL): the mean over the block's seeds, `<key>_sd` the sample sd, and
+                  `seeds`; what `dvc metrics show/diff` read (short keys, so a row fits 120
+                  columns; compare/summary.json has each variant's mean over all its blocks);
+                  `made_by`, what made them
                   (data, sizes, epochs, device, precision, versions), as a one-item list,
                   which DVC's tables leave out.
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and support

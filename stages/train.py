@@ -55,7 +55,17 @@ log = logging.getLogger("cifar10_tricks.train")
 
 
 class DivergedError(UserError):
-    """The loss became NaN or infinite."""
+    """The loss, the weights or the test losses became NaN or infinite."""
+
+    @classmethod
+    def at(cls, name: str, variant: params.Variant, seed: int, epoch: int, what: str, more=""):
+        """The error for ``name``'s ``seed`` at ``epoch``: ``what`` went wrong, and the way
+        out (``more``: a further one)."""
+        return cls(
+            f"variant {name!r}, seed {seed}, epoch {epoch}: {what}, so no model or metrics are "
+            f"written. Lower variants.{name}.lr (now {variant.lr}) or the regularisation{more}, "
+            "then rerun."
+        )
 
 
 def model_config(variant: params.Variant, stats: dict, classes: tuple[str, ...]) -> ModelConfig:
@@ -124,11 +134,12 @@ def train_seeds(
         train = sums.tolist()
         for seed, (loss_sum, _) in zip(seeds, train):
             if not math.isfinite(loss_sum / n):
-                raise DivergedError(
-                    f"variant {variant_name!r}, seed {seed}, epoch {epoch + 1}: the training loss "
-                    f"became {loss_sum / n}; the model diverged, so no model or metrics are "
-                    f"written. Lower variants.{variant_name}.lr (now {variant.lr}) or the "
-                    "regularisation, then rerun."
+                raise DivergedError.at(
+                    variant_name,
+                    variant,
+                    seed,
+                    epoch + 1,
+                    f"the training loss became {loss_sum / n}; the model diverged",
                 )
         pred, nll = evaluate_split(model, data.x_test, data.y_test, precision)
         test_loss, test_acc = nll.mean(1).tolist(), (pred == data.y_test).float().mean(1).tolist()
@@ -152,12 +163,14 @@ def train_seeds(
     weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     if not (all(finite) and weights):
         seed = seeds[finite.index(False)] if not all(finite) else seeds[0]
-        raise DivergedError(
-            f"variant {variant_name!r}, seed {seed}, epoch {tp.epochs}: the trained weights or "
-            "their test losses are not finite (the last steps diverged after the epoch's loss "
-            f"was taken), so no model or metrics are written. Lower variants.{variant_name}.lr "
-            f"(now {variant.lr}) or the regularisation, or use a smaller train.batch_size "
-            f"(now {tp.batch_size}), then rerun."
+        raise DivergedError.at(
+            variant_name,
+            variant,
+            seed,
+            tp.epochs,
+            "the trained weights or their test losses are not finite (the last steps diverged "
+            "after the epoch's loss was taken)",
+            f", or use a smaller train.batch_size (now {tp.batch_size})",
         )
     return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
 
