@@ -117,7 +117,7 @@ def on_import_failure(kind, exc, tb) -> None:
         return
     print(
         f"error: {one_line(f'not enough memory to start the stage ({kind.__name__}: {exc})')}; "
-        f"{_IO_ADVICE[errno.ENOMEM]} (or raise the limit: `ulimit -v`), then rerun `dvc repro`.",
+        f"{_IO_ADVICE[errno.ENOMEM]} (or raise the limit: `ulimit -v`), then {_AGAIN}",
         file=sys.stderr,
     )
     sys.stderr.flush()
