@@ -83,6 +83,21 @@ def effect_rows(table: Table) -> list[dict]:
     return rows
 
 
+def signed(x: float) -> str:
+    """``x`` to 2 decimals with its sign, minus as U+2212: how Vega's ``format(x, '+.2f')``
+    writes it, so the PNG and the `dvc plots` page print the same label."""
+    return f"{x:+.2f}".replace("-", "\u2212")
+
+
+def effect_label(row: dict) -> str:
+    """The label beside one comparison (an ``effect_rows`` row) in the forest plot, the same in
+    the PNG and on the page (.dvc/plots/forest.json), e.g. ``+1.20 [−0.40, +2.80] vs parent
+    (init_weights)``: effect, 95% CI where there is one, and the rung it is compared with."""
+    ci = f" [{signed(row['ci_low'])}, {signed(row['ci_high'])}]" if row["ci_low"] != "" else ""
+    ref = f" ({row['reference']})" if row["comparison"] == "vs parent" else ""
+    return f"{signed(row['effect'])}{ci} {row['comparison']}{ref}"
+
+
 def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     """Each rung's effect vs its parent and vs the baseline (``rows``), 95% CIs, around zero."""
     from matplotlib.figure import Figure
@@ -98,10 +113,8 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
         if r["ci_low"] != "":
             ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, lw=2)
         ax.plot(r["effect"], y, "o" if r["comparison"] == "vs parent" else "s", color=color, ms=6)
-        ci = f" [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if r["ci_low"] != "" else ""
-        ref = f" ({r['reference']})" if r["comparison"] == "vs parent" else ""
         ax.annotate(
-            f"{r['effect']:+.2f}{ci} {r['comparison']}{ref}",
+            effect_label(r),
             (r["effect"], y),
             textcoords="offset points",
             xytext=(0, 5),
@@ -118,7 +131,7 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     ]
     handles += [
         Line2D([], [], color="#495057", marker=m, lw=0, label=f"vs {label}")
-        for m, label in (("o", "parent rung"), ("s", "baseline"))
+        for m, label in (("o", "parent"), ("s", "baseline"))
     ]
     ax.legend(
         handles=handles,

@@ -41,3 +41,15 @@ def test_both_plots_are_written_as_pngs(tmp_path):
     charts.dot_plot(table, tmp_path / "micro_f1.png")
     for name in ("effects.png", "micro_f1.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_effect_label_names_the_parent_and_writes_minus_as_vega_does():
+    """The PNG's label, which the page's template writes the same way (its test compares the
+    two): the CI where there is one, the parent rung named, minus as U+2212."""
+    rows = charts.effect_rows(_table())
+    x_parent, x_baseline = rows[0], rows[1]
+    assert charts.effect_label(x_parent).startswith("+10.00 [")
+    assert charts.effect_label(x_parent).endswith("] vs parent (baseline)")
+    assert charts.effect_label(x_baseline).endswith("] vs baseline")
+    one_seed = {**rows[2], "effect": -0.5, "ci_low": "", "ci_high": ""}
+    assert charts.effect_label(one_seed) == "\u22120.50 vs parent (x)"

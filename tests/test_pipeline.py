@@ -495,46 +495,118 @@ def test_plots_diff_page_draws_offline_too(full_run, tmp_path):
     assert _drawn(dom) == html.count("vegaEmbed('#") > 0, log[-3000:]
 
 
-# Runs in the page once the forest plot has drawn: the bounding boxes of its text marks (the
-# effects' labels) from Vega's scenegraph, and how many pairs of them overlap.
-_OVERLAPS = """.then(function (result) {
-  var boxes = [];
-  (function walk(node) {
-    if (node.marktype === "text" && node.role === "mark") {
-      node.items.forEach(function (i) { boxes.push(i.bounds); });
+# Runs in the page once the forest plot has drawn: from Vega's scenegraph, each rung's name and
+# each effect label with its box in page coordinates (a group's marks are placed relative to the
+# group), and the chart's height in pixels.
+_FOREST = """.then(function (result) {
+  var found = {rungs: [], labels: []};
+  (function walk(node, x, y) {
+    if (node.marktype === "text" && /^(rung_names|effect_labels)/.test(node.name || "")) {
+      node.items.forEach(function (i) {
+        var b = i.bounds, box = [b.x1 + x, b.y1 + y, b.x2 + x, b.y2 + y];
+        if (!i.text) return;  // a row drawn once for both revisions labels once
+        if (node.name.indexOf("rung_names") === 0) found.rungs.push({text: i.text, box: box});
+        else found.labels.push({text: i.text, box: box});
+      });
+      return;
     }
-    (node.items || []).forEach(walk);
-  })(result.view.scenegraph().root);
-  var overlaps = 0;
-  for (var i = 0; i < boxes.length; i++) for (var j = i + 1; j < boxes.length; j++) {
-    var a = boxes[i], b = boxes[j];
-    if (a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2) overlaps++;
-  }
-  var found = {labels: boxes.length, overlaps: overlaps};
+    (node.items || []).forEach(function (i) {
+      var group = !i.marktype && node.marktype === "group";
+      walk(i, x + (group ? i.x || 0 : 0), y + (group ? i.y || 0 : 0));
+    });
+  })(result.view.scenegraph().root, 0, 0);
+  found.height = document.querySelector("#compare_effects_csv").getBoundingClientRect().height;
   document.body.setAttribute("data-forest", JSON.stringify(found));
 });"""
 
 
-def test_plots_diff_of_two_revisions_overlaps_no_labels_of_the_forest_plot(own_run, tmp_path):
-    """`dvc plots diff` puts both revisions' effects in the forest plot: each revision on a line
-    of its own within a rung, so no two of its labels overlap (checked through Vega's view)."""
+def _forest(project, revision: str, out: Path) -> dict:
+    """`dvc plots diff <revision>` drawn offline: the forest plot's rung names and effect labels,
+    each top to bottom, the pairs of them that overlap, and the chart's height."""
+    project.dvc("plots", "diff", revision, "-o", str(out))
+    page = out / "index.html"
+    html = page.read_text()
+    call = "vegaEmbed('#compare_effects_csv', spec);"
+    assert call in html
+    page.write_text(html.replace(call, call[:-1] + _FOREST))
+    dom, log = _render(page, out / "profile")
+    found = re.search(r'data-forest="([^"]+)"', dom)
+    assert found, log[-3000:]
+    forest = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    forest["overlaps"] = _overlaps(forest["rungs"] + forest["labels"])
+    for kind in ("rungs", "labels"):  # top to bottom
+        forest[kind] = [x["text"] for x in sorted(forest[kind], key=lambda x: x["box"][1])]
+    return forest
+
+
+def _effect_labels(effects_csv: str, suffix: str = "") -> dict[str, list[str]]:
+    """Each rung's labels as the PNG writes them (charts.effect_label), in its order."""
+    import csv
+    import io
+
+    from cifar10_tricks import charts
+
+    labels: dict[str, list[str]] = {}
+    for row in csv.DictReader(io.StringIO(effects_csv)):
+        row = {
+            **row,
+            **{k: float(row[k]) if row[k] != "" else "" for k in ("effect", "ci_low", "ci_high")},
+        }
+        labels.setdefault(row["variant"], []).append(charts.effect_label(row) + suffix)
+    return labels
+
+
+def _overlaps(labels: list[dict]) -> list[tuple[str, str]]:
+    return [
+        (a["text"], b["text"])
+        for i, a in enumerate(labels)
+        for b in labels[i + 1 :]
+        if a["box"][0] < b["box"][2]
+        and b["box"][0] < a["box"][2]
+        and a["box"][1] < b["box"][3]
+        and b["box"][1] < a["box"][3]
+    ]
+
+
+def test_plots_diff_marks_the_rungs_that_changed_in_a_forest_plot_that_fits_a_screen(
+    own_run, tmp_path
+):
+    """The forest plot on the page says what the PNG says, in its order: each rung's labels,
+    vs its parent (named) above vs the baseline.  In `dvc plots diff` a rung that changed is
+    marked and drawn once per revision, the others once; with every rung changed (eight rungs,
+    two revisions) the chart still fits one screen, and no two labels overlap."""
+    variants = list(own_run.params()["variants"])[1:]  # the baseline has no comparison
+    committed = (own_run.path / "compare/effects.csv").read_text()
+    same = _forest(own_run, "HEAD", tmp_path / "same")
+    assert same["rungs"] == variants  # ladder order, nothing marked changed
+    png = _effect_labels(committed)
+    assert same["labels"] == [x for v in variants for x in png[v]] and same["overlaps"] == []
+    assert all(len(png[v]) == 2 and "vs parent (" in png[v][0] for v in variants), png
+
     raw = own_run.params()
     raw["variants"]["dropout_dense"]["dropout_dense"] = 0.5
     own_run.set_params(raw)
     own_run.dvc("repro")
-    own_run.dvc("plots", "diff", "HEAD", "-o", str(tmp_path / "diff"))
-    page = tmp_path / "diff/index.html"
-    html = page.read_text()
-    call = "vegaEmbed('#compare_effects_csv', spec);"
-    assert call in html
-    page.write_text(html.replace(call, call[:-1] + _OVERLAPS))
-    dom, log = _render(page, tmp_path / "profile")
-    found = re.search(r'data-forest="([^"]+)"', dom)
-    assert found, log[-3000:]
-    forest = json.loads(found.group(1).replace("&quot;", '"'))
-    variants = len(raw["variants"]) - 1  # the baseline has no comparison
-    assert forest["labels"] >= 2 * variants * 2 - 2, forest  # both revisions' labels drew
-    assert forest["overlaps"] == 0, forest
+    one = _forest(own_run, "HEAD", tmp_path / "one")
+    assert one["rungs"] == [v + " (changed)" if v == "dropout_dense" else v for v in variants]
+    now = _effect_labels((own_run.path / "compare/effects.csv").read_text(), " · workspace")
+    old = _effect_labels(committed, " · HEAD")
+    # The changed rung: vs its parent, then vs the baseline, each in both revisions.
+    (parent_then, baseline_then), (parent_now, baseline_now) = (
+        old["dropout_dense"],
+        now["dropout_dense"],
+    )
+    expect = {**png, "dropout_dense": [parent_then, parent_now, baseline_then, baseline_now]}
+    assert one["labels"] == [x for v in variants for x in expect[v]] and one["overlaps"] == []
+
+    raw["variants"]["baseline"]["lr"] = 0.004  # every rung's effect vs the baseline moves
+    own_run.set_params(raw)
+    own_run.dvc("repro")
+    every = _forest(own_run, "HEAD", tmp_path / "every")
+    assert every["rungs"] == [v + " (changed)" for v in variants]
+    assert len(every["labels"]) == 2 * 2 * len(variants)
+    assert every["overlaps"] == []
+    assert every["height"] <= 900, every["height"]  # one screen; it was 2,200 px
 
 
 # --- a team on one study: git for params and metrics, a DVC remote for data and models ------
