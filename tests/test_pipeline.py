@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cifar10_tricks.testing import Project, make_project, run_env
 
@@ -743,7 +744,7 @@ def test_every_readme_block_is_run_or_says_why_not():
         ["python", "-m", "pip", "install"],  # then `dvc repro`
         ["git", "add", "dvc.lock", "params.yaml"],  # commit the study
         ["dvc", "metrics", "show", "--precision"],  # branches
-        ["dvc", "exp", "run", "-S"],  # experiments and the queue
+        ["git", "checkout", "--", "."],  # back to the study; experiments and the queue
     ], run
     assert all(len(why) > 10 for _, _, why in blocks if why)
     # The manual's blocks: each says why the README test does not run it, and which test runs
@@ -794,9 +795,9 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     repro, _, branches, experiments = outputs
     assert "Data and pipelines are up to date" in repro or "didn't change" in repro
     # `dvc metrics diff main` shows values on both sides for the changed variant only.
-    rows = [r for r in branches.splitlines() if "results/dropout_both/0-1/metrics.json" in r]
+    rows = [r for r in branches.splitlines() if "results/dropout_conv/0-1/metrics.json" in r]
     assert rows and all(" - " not in r for r in rows), branches
-    assert "variants.dropout_both.dropout_conv" in branches  # params diff
+    assert "variants.dropout_conv.dropout_conv" in branches  # params diff
     assert (own_run.path / "plots/index.html").is_file()
     # The tables, at their natural width (DVC sizes a table to its content off a terminal):
     # `dvc metrics show`, a row per variant with means and sds, within 120 columns ...
@@ -807,21 +808,12 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     for col in ("micro_f1", "macro_f1", "loss"):
         assert re.search(rf"\b{col}\s+{col}_sd\b", lines[top]), lines[top]
     assert max(map(len, [lines[top], *table])) <= 120, [lines[top], *table]
-    # ... and the README's `dvc exp show`: each experiment named, the micro-F1s that differ
-    # (the two variants the README changed), nothing cut off, within 120 columns.
-    lines = experiments.splitlines()
-    head = next(
-        i
-        for i, r in enumerate(lines)
-        if r.split()[:1] == ["Experiment"] and i > 0 and lines[i - 1].strip().startswith("─")
-    )
-    end = next(i for i in range(head + 2, len(lines)) if lines[i].strip().startswith("─"))
-    table = lines[head - 1 : end + 1]
-    assert max(map(len, table)) <= 120 and "…" not in "".join(table), "\n".join(table)
-    changed = {"micro_f1.dropout_conv", "micro_f1.dropout_both"}
-    assert set(lines[head].split()[1:]) == changed, lines[head]
-    named = [r for r in lines[head + 2 : end] if re.search(r"\[[a-z0-9-]+\]", r)]
-    assert len(named) >= 2, "\n".join(table)  # the branch's experiment and this one
+    # ... and the README's `dvc exp show`: each experiment named, the knob it changed and the
+    # micro-F1 that moved, nothing cut off, within 120 columns.
+    block = next(text for _, text, why in readme_blocks() if not why and "dvc exp show" in text)
+    show = next(c for c in block.splitlines() if c.startswith("dvc exp show")).split("  #")[0]
+    knob, moved = "variants.dropout_conv.dropout_conv", "micro_f1.dropout_conv"
+    assert _exp_table(experiments, knob, moved) == {"0.2", "0.3", "0.1"}  # main, branch, this
     try:  # the queue the README started: wait for it, as its comment says, then look
         deadline = time.time() + 600
         while "Queued" in (status := own_run.dvc("queue", "status").stdout) or "Running" in status:
@@ -831,21 +823,49 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
         _end_workers(own_run)
     assert status.count("Success") == 2, status
     assert own_run.git("status", "--porcelain", "--", "plots", "dvc_plots") == ""  # ignored
-    # Queued from the clean study, each changed only what its -S said: the sweep is not mixed
-    # with the experiments run before it.
+    again = subprocess.run(
+        ["bash", "-c", show],
+        cwd=own_run.path,
+        env={**run_env(), "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert _exp_table(again, knob, moved) == {"0.2", "0.3", "0.1", "0.4", "0.5"}
+    # Queued from the clean study, each changed only what its -S said: nothing else carried over
+    # from the experiment run before it.
+    committed = yaml.safe_load(own_run.git("show", "HEAD:params.yaml"))
     swept = []
     for commit in json.loads(own_run.dvc("exp", "show", "--json").stdout):
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs", []):
                 knobs = (rev.get("data") or {}).get("params", {}).get("params.yaml", {})
-                variants = (knobs.get("data") or {}).get("variants", {})
-                if variants and variants["dropout_dense"]["dropout_dense"] in (0.1, 0.4):
-                    swept.append(
-                        (variants["dropout_conv"]["dropout_conv"], variants["dropout_both"])
-                    )
-    assert len(swept) == 2 and all(
-        conv == 0.2 and both["dropout_conv"] == 0.2 for conv, both in swept
-    ), swept
+                data = knobs.get("data") or {}
+                value = data.get("variants", {}).get("dropout_conv", {}).get("dropout_conv")
+                if value in (0.4, 0.5):
+                    data["variants"]["dropout_conv"]["dropout_conv"] = 0.2
+                    swept.append(data == committed)
+    assert swept == [True, True], swept
+
+
+def _exp_table(out: str, knob: str, moved: str) -> set[str]:
+    """The `dvc exp show` table in ``out``: checks it is whole (no column cut to "…"), within
+    120 columns, with exactly the columns Experiment, ``moved`` and ``knob``, every experiment
+    named; returns the values of ``knob`` it shows."""
+    lines = out.splitlines()
+    head = next(
+        i
+        for i, r in enumerate(lines)
+        if r.split()[:1] == ["Experiment"] and i > 0 and lines[i - 1].strip().startswith("─")
+    )
+    end = next(i for i in range(head + 2, len(lines)) if lines[i].strip().startswith("─"))
+    table = lines[head - 1 : end + 1]
+    assert max(map(len, table)) <= 120 and "…" not in "".join(table), "\n".join(table)
+    assert lines[head].split() == ["Experiment", moved, knob], lines[head]
+    rows = [r.split() for r in lines[head + 2 : end]]
+    named = [r for r in rows if re.fullmatch(r"\[[a-z0-9-]+\]", r[-3])]
+    assert len(named) == len(rows) - 2, "\n".join(table)  # all but workspace and the commit
+    return {r[-1] for r in rows}
 
 
 def test_an_identical_rerun_is_restored_from_the_run_cache(own_run):
