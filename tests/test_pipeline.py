@@ -751,6 +751,13 @@ def test_every_readme_block_is_run_or_says_why_not():
     # what it shows (none is cheap enough to run here: paths of your own, hours, a GPU, ...).
     manual = [(page.name, line, why) for page in DOCS for line, _, why in readme_blocks(page)]
     assert len(manual) >= 5 and all(why and "test" in why for *_, why in manual), manual
+    # ... and the tests they name are there.
+    for page, line, why in manual:
+        named = re.findall(r"(test_\w+\.py)(?:::(\w+))?", why)
+        assert named, (page, line, why)
+        for file, function in named:
+            source = (README.parent / "tests" / file).read_text()
+            assert not function or f"def {function}(" in source, (page, line, file, function)
 
 
 def test_the_readme_is_a_front_page():
@@ -764,6 +771,25 @@ def test_the_readme_is_a_front_page():
     for page in DOCS:
         assert f"(docs/{page.name})" in README.read_text(), page.name
         assert "(../README.md)" in page.read_text(), page.name
+
+
+def test_every_test_the_readme_and_docs_name_is_there():
+    """A test named as proof of a claim (`tests/<file>.py::<test>`, or `test_<name>` alone)
+    exists: a renamed or moved test leaves no claim pointing at nothing."""
+    tests = README.parent / "tests"
+    defined = {
+        m for f in tests.glob("test_*.py") for m in re.findall(r"def (test_\w+)\(", f.read_text())
+    }
+    missing = []
+    for page in [README, *DOCS]:
+        text = page.read_text()
+        for file, function in re.findall(r"tests/(test_\w+\.py)::(test_\w+)", text):
+            if f"def {function}(" not in (tests / file).read_text():
+                missing.append((page.name, file, function))
+        for function in re.findall(r"`(test_\w+)`", text):
+            if function not in defined | {"test_batch", "test_vs_baseline"}:  # a file, a field
+                missing.append((page.name, "?", function))
+    assert missing == [], missing
 
 
 def test_the_readme_runs_as_written(own_run, tmp_path):
