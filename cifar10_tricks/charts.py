@@ -83,7 +83,7 @@ def effect_rows(table: Table) -> list[dict]:
     return rows
 
 
-def signed(x: float) -> str:
+def _signed(x: float) -> str:
     """``x`` to 2 decimals with its sign, minus as U+2212: how Vega's ``format(x, '+.2f')``
     writes it, so the PNG and the `dvc plots` page print the same label."""
     return f"{x:+.2f}".replace("-", "\u2212")
@@ -93,9 +93,9 @@ def effect_label(row: dict) -> str:
     """The label beside one comparison (an ``effect_rows`` row) in the forest plot, the same in
     the PNG and on the page (.dvc/plots/forest.json), e.g. ``+1.20 [−0.40, +2.80] vs parent
     (init_weights)``: effect, 95% CI where there is one, and the rung it is compared with."""
-    ci = f" [{signed(row['ci_low'])}, {signed(row['ci_high'])}]" if row["ci_low"] != "" else ""
+    ci = f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]" if row["ci_low"] != "" else ""
     ref = f" ({row['reference']})" if row["comparison"] == "vs parent" else ""
-    return f"{signed(row['effect'])}{ci} {row['comparison']}{ref}"
+    return f"{_signed(row['effect'])}{ci} {row['comparison']}{ref}"
 
 
 def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
