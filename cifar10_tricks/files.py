@@ -200,12 +200,10 @@ def read_npz(
                 with z.open(info) as f:
                     fmt = np.lib.format
                     version = fmt.read_magic(f)
-                    header = (
-                        fmt.read_array_header_1_0
-                        if version == (1, 0)
-                        else (fmt.read_array_header_2_0)
-                    )
-                    shape, _, dtype = header(f)
+                    if version == (1, 0):
+                        shape, _, dtype = fmt.read_array_header_1_0(f)
+                    else:
+                        shape, _, dtype = fmt.read_array_header_2_0(f)
                     size = int(np.prod(shape, dtype=object)) * dtype.itemsize
                     if dtype.kind not in kinds or dtype.hasobject or len(shape) != ndim:
                         raise ValueError(f"{name} is {dtype} of shape {shape}")

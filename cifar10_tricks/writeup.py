@@ -151,13 +151,13 @@ def markdown(table: Table) -> str:
             if table.correction != "none" and c.p_adjusted is not None
             else ""
         )
-        mde = (
-            f", {IDENTICAL}"
-            if c.verdict == "no detectable effect" and c.mde == 0
-            else f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
-            if c.verdict == "no detectable effect"
-            else ""
-        )
+        mde = ""
+        if c.verdict == "no detectable effect":
+            mde = (
+                f", {IDENTICAL}"
+                if c.mde == 0
+                else f", MDE {_pts(c.mde, False) if c.mde is not None else 'over 200'}"
+            )
         r = f", r={c.r:.2f}" if c.r is not None else ""
         other = f", {c.method}" if c.method != table.method else ""
         return f"{_effect(c)} (p={_p(c.result.p)}{adj}, {c.verdict}{mde}{r}{other})"

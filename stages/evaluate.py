@@ -11,9 +11,8 @@ no DVC-cached file and runs in a clone that never pulled (``dvc exp run --pull
                   (test NLL): the mean over the block's seeds, `<key>_sd` the sample sd, and
                   `seeds`; what `dvc metrics show/diff` read (short keys, so a row fits 120
                   columns; compare/summary.json has each variant's mean over all its blocks);
-                  `made_by`, what made them
-                  (data, sizes, epochs, device, precision, versions), as a one-item list,
-                  which DVC's tables leave out.
+                  `made_by`, what made them (data, sizes, epochs, device, precision,
+                  versions), as a one-item list, which DVC's tables leave out.
   report.json     per seed: micro/macro-F1 and per-class precision, recall, F1 and support
                   (scikit-learn) and the per-epoch test curves; the confusion matrix summed
                   over seeds (:mod:`cifar10_tricks.scores`, which `compare` reads it with).
