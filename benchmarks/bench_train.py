@@ -62,15 +62,15 @@ def run_project(
 
     from cifar10_tricks import params
     from cifar10_tricks.step import to_device
-    from stages.train import model_config, seed_groups, train_seeds
+    from stages.train import model_config, seed_stacks, train_seeds
 
     variant = variant or params.Variant(normalize=True)
     config = model_config(variant, {"mean": mean, "std": std}, ds.classes)
     tp = params.TrainParams(epochs=epochs, seeds=(f"0-{seeds - 1}",))
     data = to_device(ds, device)
     accs = []
-    for group in seed_groups(tp.all_seeds, per_step):
-        _, histories, _ = train_seeds("bench", variant, config, data, group, tp, precision)
+    for stack in seed_stacks(tp.all_seeds, per_step):
+        _, histories, _ = train_seeds("bench", variant, config, data, stack, tp, precision)
         accs += [h[-1]["test/acc"] for h in histories.values()]
     return statistics.median(accs)
 

@@ -158,13 +158,22 @@ def _checks(variant, config, data, device) -> dict:
     def train(seeds, **kw):
         return train_seeds("check", variant, config, small, seeds, tp, "fp32", **kw)[0]
 
+    from cifar10_tricks.model import Net
+
     alone, stack = train((1,)).single(0), train((0, 1, 2)).single(1)
+    # A stack's grouped convolutions sum in another order than one seed's plain ones, so the
+    # two differ by rounding; Adam divides each gradient by its running RMS, so a rounding-level
+    # difference in a near-zero gradient can move a weight by up to lr per step.  The gap is
+    # therefore judged against how far training moved the weights (1% of it), not absolutely:
+    # an absolute 3e-5 failed on an AVX2 EPYC at 3.75e-5, 0.1% of the movement.
+    moved = gap(alone, Net(config, (1,)))
     out = {
         "stacked_equals_alone": {
-            "ok": close(alone, stack),
+            "ok": gap(alone, stack) <= 0.01 * moved,
             "max_abs_diff": gap(alone, stack),
+            "max_moved_by_training": moved,
             "what": "seed 1 of a stack of 3 vs seed 1 alone, 20 steps with dropout, fp32 "
-            "(tolerance rtol 1e-4, atol 3e-5)",
+            "(within 1% of how far training moved the weights)",
         }
     }
     if device.type == "cuda":

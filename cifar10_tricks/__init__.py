@@ -6,8 +6,9 @@ rerun advice), ``cli`` (a stage process: logging, signals, one ``error:`` line),
 Data: ``classes`` (checked class names), ``cifar`` (reading CIFAR-10 safely, the synthetic
 generator, the data file).
 Training (torch): ``device`` (device, precision, threads, determinism, seeds per step),
-``model`` (the stacked CNN), ``dropout`` (CPU masks), ``adam`` (the optimizer), ``step`` (one
-training step, and its CUDA-graph replay), ``checkpoint`` (saved models).
+``model`` (the stacked CNN), ``dropout`` (each seed's own dropout masks: the CPU's and the
+hashed ones), ``adam`` (the optimizer), ``step`` (one training step, and its CUDA-graph
+replay), ``checkpoint`` (saved models).
 Results: ``predictions`` (train's file for evaluate), ``scores`` (evaluate's report for
 compare), ``curves`` (the per-epoch curves), ``inference`` (the paired and Welch t-tests,
 Holm, power), ``comparison`` (the comparison's types), ``writeup`` (comparison.md),

@@ -59,7 +59,9 @@ def seed_rows(table: Table) -> list[dict]:
 
 def effect_rows(table: Table) -> list[dict]:
     """One row per comparison, ladder order, vs parent before vs baseline: the forest plot's
-    data (points; an empty string where too few seeds gave no interval)."""
+    data (points; an empty string where too few seeds gave no interval).  The interval is the
+    one beside the verdict (Holm-adjusted: :attr:`Comparison.adjusted`), so a mark's colour
+    and its interval never disagree."""
     rows = []
     for rung, (name, row) in enumerate(table.variants.items()):
         for label in ("parent", "baseline"):
@@ -67,6 +69,7 @@ def effect_rows(table: Table) -> list[dict]:
             if c is None:
                 continue
             t = c.result
+            low, high = c.adjusted if c.adjusted else (t.ci_low, t.ci_high)
             rows.append(
                 {
                     "variant": name,
@@ -74,8 +77,8 @@ def effect_rows(table: Table) -> list[dict]:
                     "comparison": f"vs {label}",
                     "reference": c.reference,
                     "effect": _points(t.diff),
-                    "ci_low": _points(t.ci_low),
-                    "ci_high": _points(t.ci_high),
+                    "ci_low": _points(low),
+                    "ci_high": _points(high),
                     "p_adjusted": c.p_adjusted if c.p_adjusted is not None else "",
                     "verdict": c.verdict,
                 }
@@ -92,14 +95,20 @@ def _signed(x: float) -> str:
 def effect_label(row: dict) -> str:
     """The label beside one comparison (an ``effect_rows`` row) in the forest plot, the same in
     the PNG and on the page (.dvc/plots/forest.json), e.g. ``+1.20 [−0.40, +2.80] vs parent
-    (init_weights)``: effect, 95% CI where there is one, and the rung it is compared with."""
+    (init_weights)``: effect, the verdict's interval where there is one, and the rung it is
+    compared with."""
     ci = f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]" if row["ci_low"] != "" else ""
     ref = f" ({row['reference']})" if row["comparison"] == "vs parent" else ""
     return f"{_signed(row['effect'])}{ci} {row['comparison']}{ref}"
 
 
+def _interval_name(table: Table) -> str:
+    return "Holm-adjusted interval" if table.correction == "holm" else f"{1 - table.alpha:.0%} CI"
+
+
 def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
-    """Each rung's effect vs its parent and vs the baseline (``rows``), 95% CIs, around zero."""
+    """Each rung's effect vs its parent and vs the baseline (``rows``), with the intervals that
+    agree with the verdicts, around zero."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -125,7 +134,7 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
         )
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.7)  # ladder order, top to bottom
-    ax.set_xlabel("difference in mean test micro-F1 (points), with its 95% CI")
+    ax.set_xlabel(f"difference in mean test micro-F1 (points), with its {_interval_name(table)}")
     handles = [
         Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLORS.items()
     ]
@@ -142,8 +151,8 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
         title_fontsize=7,
     )
     ax.set_title(
-        f"Effect of each trick, 95% CI, {table.min_seeds} seed(s); colour: verdict "
-        f"({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"Effect of each trick, {_interval_name(table)}, {table.min_seeds} seed(s); colour: "
+        f"verdict ({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
@@ -189,15 +198,14 @@ def dot_plot(table: Table, target: Path) -> None:
             ax.axvline(
                 chance, ls=":", color="#c92a2a", lw=1, zorder=0, label=f"chance {chance:.1f}"
             )
-        else:
-            ax.annotate(
-                f"chance ({chance:.1f}) lies off the left edge",
-                (0, 1.0),
-                xycoords="axes fraction",
-                xytext=(2, 4),
-                textcoords="offset points",
-                fontsize=7,
+        else:  # said in the legend, beside the others: no note over the title
+            ax.plot(
+                [],
+                [],
+                ls=":",
                 color="#c92a2a",
+                lw=1,
+                label=f"chance {chance:.1f}: off the left edge",
             )
     ax.set_xlabel(
         "test micro-F1 (points): dots are seeds; diamond and bar, the mean and its 95% CI"

@@ -47,10 +47,12 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[Net, dict]:
         model = Net(config, (int(payload.get("seed", 0)),)).to(device)
         model.load_state_dict(payload["state_dict"])
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist; run `dvc repro` to train the model.") from None
+        raise UserError(
+            f"{path} does not exist; run `dvc repro` to train it (stage train@<variant>-<seeds>)."
+        ) from None
     except Exception as exc:  # a torn or foreign file: many exception types
         raise UserError(
             f"{path} is not a usable checkpoint ({type(exc).__name__}: {exc}); "
-            f"{rerun('train@<variant>', 'its train stage')}."
+            f"{rerun('train@<variant>-<seeds>', 'its train stage')}."
         ) from None
     return model, payload

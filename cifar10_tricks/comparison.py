@@ -31,6 +31,11 @@ class Comparison:
     verdict: str  # helps | hurts | no detectable effect | needs >= 2 seeds per variant
     r: float | None  # correlation of the two variants' scores over their shared seeds
     fallback: str | None = None  # why a paired comparison fell back to Welch's test
+    # The interval beside the verdict, at the level the verdict was tested at (Holm's step for
+    # this comparison: inference.holm_levels), so it excludes zero exactly where the verdict is
+    # helps or hurts; None with too few seeds.  ``level``: its significance level (1 - coverage).
+    adjusted: tuple[float, float] | None = None
+    level: float | None = None
 
     @property
     def method(self) -> str:
@@ -60,6 +65,9 @@ class Grow:
     added: int  # seeds added per variant
     models: int  # models that trains: added x variants (no seed already trained retrains)
     trained: int  # models this study trained
+    # True: the block brings the study to the seeds a half-point effect needs; False: that is
+    # more than params.yaml allows, and the block doubles the study instead.
+    enough: bool = True
 
     @property
     def command(self) -> str:
@@ -133,6 +141,9 @@ class Table:
                             f"ci95_high_vs_{label}": c.result.ci_high,
                             f"p_vs_{label}": c.result.p,
                             f"p_adj_vs_{label}": c.p_adjusted,
+                            f"ci_adj_low_vs_{label}": c.adjusted[0] if c.adjusted else None,
+                            f"ci_adj_high_vs_{label}": c.adjusted[1] if c.adjusted else None,
+                            f"ci_adj_coverage_vs_{label}": None if c.level is None else 1 - c.level,
                             f"mde_vs_{label}": c.mde,
                             f"verdict_vs_{label}": c.verdict,
                             f"test_vs_{label}": c.method,
@@ -163,5 +174,6 @@ class Table:
                 "seeds_added": self.grow.added,
                 "models_to_train": self.grow.models,
                 "models_trained": self.grow.trained,
+                "reaches_half_point": self.grow.enough,
             },
         }

@@ -5,12 +5,12 @@ the other seeds in the stack, its size, the seed's position in it or the device'
 
 - On the CPU, :class:`MaskStreams` draws each seed's masks from its own NumPy stream and
   :class:`ReluDropout` applies them to a ReLU's output in place, keeping no mask: the fast path
-  there (`bench_dropout`: no dropout, these masks, torch's).
+  there (`bench_dropout` times it against no dropout and the hashed masks).
 - Everywhere else (CUDA, MPS), :func:`hashed_keep`: a counter-based hash of (seed, layer,
   step, element index) in plain integer torch ops, with the step counter a tensor on the
   device, so a CUDA graph replays it and its warm-up can be undone.  The same ops run on the
-  CPU, so the tests prove the property there on the path a GPU takes; a given seed gets the
-  same masks on every device.
+  CPU, so the tests prove the property there on the path a GPU takes: a given seed gets the
+  same hashed masks on every device (the CPU's streams are other masks, each seed's own too).
 """
 
 from __future__ import annotations

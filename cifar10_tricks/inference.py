@@ -122,6 +122,36 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+def holm_levels(pvalues: list[float], alpha: float) -> list[float]:
+    """The level at which to draw each comparison's interval so that it excludes zero exactly
+    where Holm's procedure at ``alpha`` rejects (a verdict and its interval never disagree).
+
+    Holm tests the k-th smallest p-value (k from 0) at alpha / (m - k) and stops at the first
+    it cannot reject: a rejected one gets that level; every other one the level of the step
+    where Holm stopped, alpha / (m - r) with r rejections, which its p-value does not pass.
+    The intervals are not simultaneous: each is the one Holm's own test implies.
+    """
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    rejected = 0
+    for k, i in enumerate(order):
+        if pvalues[i] >= alpha / (m - k):
+            break
+        rejected += 1
+    levels = [alpha / (m - rejected)] * m if rejected < m else [0.0] * m
+    for k, i in enumerate(order[:rejected]):
+        levels[i] = alpha / (m - k)
+    return levels
+
+
+def interval(t: TTest, level: float) -> tuple[float, float] | None:
+    """The (1 - ``level``) confidence interval of ``t``'s difference; None without one."""
+    if t.se is None or t.df is None:
+        return None
+    half = float(special.stdtrit(t.df, 1 - level / 2)) * t.se if t.se > 0 else 0.0
+    return t.diff - half, t.diff + half
+
+
 def power(effect: float, se: float, df: float, level: float) -> float:
     """Power of a two-sided t-test at ``level`` to detect a true difference ``effect``
     (noncentral t with noncentrality effect / se)."""

@@ -14,8 +14,8 @@ block s is seed s's batch of images; its output is (S, B, classes).  With one se
 exactly the single model, and :meth:`Net.single` cuts seed s out of a stack as one.
 Grouped convolutions, not ``torch.func.vmap``: vmap lowers a batched convolution to a
 grouped one and adds its own work (`bench_stack` times grouped, vmap and one by one).
-Each seed keeps its own initialisation (drawn from its own seed) and its own dropout masks
-on every device (:mod:`cifar10_tricks.dropout`).
+Each seed keeps its own initialisation (drawn from its own seed) and its own dropout masks,
+whatever it is stacked with (:mod:`cifar10_tricks.dropout`).
 """
 
 from __future__ import annotations

@@ -118,6 +118,11 @@ def seed_block_problem(block) -> str | None:
     return None
 
 
+def seeds_problem(v: list) -> str | None:
+    """Why ``v`` is not a valid ``train.seeds``, or None."""
+    return _seeds(v)
+
+
 def _seeds(v: list) -> str | None:
     allowed = (
         f"a list of blocks of seeds, each an integer (one seed) or a range 'a-b' (a to b, both "
@@ -380,7 +385,9 @@ def _refuse_cycles(names: list[str], parents: dict[str, str]) -> None:
 def parse(raw: Any) -> Params:
     """Validate the parsed YAML document into :class:`Params`."""
     if not isinstance(raw, dict):
-        raise ParamsError("params.yaml must be a mapping with sections data, train, variants.")
+        raise ParamsError(
+            "params.yaml must be a mapping with sections data, train, variants, compare."
+        )
     allowed = ("data", "train", "variants", "compare")
     unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:

@@ -93,3 +93,40 @@ def read_scores(results: Path, names: list[str], blocks: tuple) -> Study:
         study.made_by[name]["seeds"] = list(study.scores[name])
         study.curves[name] = [seed_curves[s] for s in sorted(seed_curves)]
     return study
+
+
+# What an evaluate stage writes in results/<variant>/<seeds>/ (stages/evaluate.py, dvc.yaml).
+BLOCK_FILES = frozenset({"metrics.json", "report.json", "confusion.csv"})
+
+
+def stale_blocks(results: Path, names: list[str], blocks: tuple) -> list[Path]:
+    """The folders results/<variant>/<seeds>/ that params.yaml no longer names (a dropped
+    block of seeds or variant), holding nothing but an evaluate stage's files: what a run
+    with other params left behind.  A link, or a folder with anything else in it, is never
+    listed."""
+    named = {(n, block_name(b)) for n in names for b in blocks}
+    stale = []
+    if not results.is_dir() or results.is_symlink():
+        return stale
+    for variant in sorted(results.iterdir()):
+        if variant.is_symlink() or not variant.is_dir():
+            continue
+        for block in sorted(variant.iterdir()):
+            if (variant.name, block.name) in named or block.is_symlink() or not block.is_dir():
+                continue
+            files = list(block.iterdir())
+            if all(f.name in BLOCK_FILES and f.is_file() and not f.is_symlink() for f in files):
+                stale.append(block)
+    return stale
+
+
+def remove_stale(results: Path, names: list[str], blocks: tuple) -> list[Path]:
+    """Remove :func:`stale_blocks` (and a variant's folder they leave empty); returns them."""
+    stale = stale_blocks(results, names, blocks)
+    for block in stale:
+        for f in block.iterdir():
+            f.unlink()
+        block.rmdir()
+        if not any(block.parent.iterdir()):
+            block.parent.rmdir()
+    return stale

@@ -3,7 +3,9 @@ real `dvc` commands: the end-to-end tests run it and `bench_pipeline` times it."
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,15 +39,23 @@ def run_env() -> dict[str, str]:
     """The environment for a command that runs DVC here: git's identity, unbuffered output,
     and this interpreter first on PATH as ``python``, since DVC runs each stage's
     ``python -m stages.<name>`` through the shell (a machine whose ``python`` is another
-    interpreter, or none, would run the stages without this project's packages)."""
-    bin_dir = Path(tempfile.gettempdir()) / f"cifar10-tricks-python-{os.getuid()}"
+    interpreter, or none, would run the stages without this project's packages).
+
+    ``python`` is a two-line script that execs ``sys.executable`` by its own path, not a
+    symlink to it: a virtualenv's interpreter started through a link outside the venv's
+    folder finds no ``pyvenv.cfg`` and starts without the venv's packages."""
+    exe = sys.executable
+    tag = hashlib.sha256(exe.encode()).hexdigest()[:12]
+    bin_dir = Path(tempfile.gettempdir()) / f"cifar10-tricks-python-{os.getuid()}-{tag}"
     bin_dir.mkdir(exist_ok=True)
-    link = bin_dir / "python"
-    if not (link.is_symlink() and os.readlink(link) == sys.executable):
+    wrapper = bin_dir / "python"
+    script = f'#!/bin/sh\nexec {shlex.quote(exe)} "$@"\n'
+    if wrapper.is_symlink() or not wrapper.is_file() or wrapper.read_text() != script:
         tmp = bin_dir / f".python.{os.getpid()}"
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(sys.executable)
-        os.replace(tmp, link)
+        tmp.write_text(script)
+        tmp.chmod(0o755)
+        os.replace(tmp, wrapper)
     path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
     return {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1", "PATH": path}
 

@@ -28,11 +28,26 @@ def _unseen(c: Comparison) -> str:
     return "the seeds spread so widely that even an effect of more than 200 points could go unseen"
 
 
-def _effect(c: Comparison) -> str:
-    """'+1.23 [+0.40, +2.06] vs ref': a difference with its 95% CI, in points."""
+def _interval(low: float | None, high: float | None) -> str:
+    return f" [{_pts(low)}, {_pts(high)}]" if low is not None else ""
+
+
+def _effect(c: Comparison, adjusted: bool = False) -> str:
+    """'+1.23 [+0.40, +2.06] vs ref': a difference with its 95% CI, or with ``adjusted`` the
+    interval at the level its verdict was tested at (the one that agrees with the verdict)."""
     t = c.result
-    ci = f" [{_pts(t.ci_low)}, {_pts(t.ci_high)}]" if t.ci_low is not None else ""
+    ci = _interval(*c.adjusted) if adjusted and c.adjusted else _interval(t.ci_low, t.ci_high)
     return f"{_pts(t.diff)}{ci} vs {c.reference}"
+
+
+def interval_words(table: Table) -> str:
+    """What the interval beside a verdict is, in words."""
+    if table.correction == "holm":
+        return (
+            "its Holm-adjusted interval (at the level Holm tested it at: it excludes zero exactly "
+            "where the verdict is helps or hurts; the table below has the 95% CIs)"
+        )
+    return f"its {1 - table.alpha:.0%} interval (unadjusted, at the verdicts' alpha)"
 
 
 def answer(table: Table) -> list[str]:
@@ -42,7 +57,7 @@ def answer(table: Table) -> list[str]:
         c = row.vs.get("parent")
         if c is None or c.verdict not in groups:
             continue
-        text = f"{name} ({_effect(c)}"
+        text = f"{name} ({_effect(c, adjusted=True)}"
         if c.verdict == "no detectable effect":
             text += f"; {_unseen(c)}"
         groups[c.verdict].append(text + ")")
@@ -58,7 +73,8 @@ def answer(table: Table) -> list[str]:
         "## Does each trick help?",
         "",
         f"Each rung against the rung it builds on: difference in mean test micro-F1 in points "
-        f"with its 95% CI, over {table.min_seeds} seeds; {table.method_text}, {family}, "
+        f"with {interval_words(table)}, over {table.min_seeds} seeds; {table.method_text}, "
+        f"{family}, "
         f"alpha {table.alpha}."
         + (
             f" Some comparisons fell back to Welch's test: {'; '.join(fallbacks)}."
@@ -99,16 +115,24 @@ def answer(table: Table) -> list[str]:
             + (f"about {need} seeds per variant" if need else "more than 1,000 seeds per variant")
             + f" to be detected with {table.power:.0%} power at the level used here "
             f"({table.mde_level:.3g})"
-            + (
-                f". `{g.command}` adds them: {g.added} new seed(s) per variant, {g.models} "
-                f"models to train, {g.models / g.trained:.1f}x the {g.trained} this study "
-                f"trained (so about {g.models / g.trained:.1f}x its training time on the same "
-                "device); no seed already trained retrains."
-                if (g := table.grow) is not None and need
-                else "."
-            ),
+            + ("" if need else ", more than params.yaml allows")
+            + (_grow_text(g) if (g := table.grow) is not None else "."),
         ]
     return lines
+
+
+def _grow_text(g) -> str:
+    """The command that adds seeds, and what it costs."""
+    cost = (
+        f"{g.added} new seed(s) per variant, {g.models} models to train, "
+        f"{g.models / g.trained:.1f}x the {g.trained} this study trained (so about "
+        f"{g.models / g.trained:.1f}x its training time on the same device); no seed already "
+        "trained retrains."
+    )
+    if g.enough:
+        return f". `{g.command}` adds them: {cost}"
+    narrower = (1 + g.models / g.trained) ** 0.5  # intervals shrink as 1 / sqrt(seeds)
+    return f". `{g.command}` narrows every interval by about {narrower:.1f}x: {cost}"
 
 
 def header(table: Table) -> list[str]:
@@ -138,6 +162,24 @@ def header(table: Table) -> list[str]:
     return lines
 
 
+def lead(table: Table, full: str, width: int = 120) -> str:
+    """What `compare` prints at the end of `dvc repro`: the first lines and the answer of
+    comparison.md, each paragraph wrapped to ``width`` columns, then where the full table is."""
+    import textwrap
+
+    out = []
+    for line in header(table) + answer(table):
+        if not line:
+            out.append("")
+            continue
+        indent = "  " if line.startswith("- ") else ""
+        out.extend(
+            textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+        )
+    out += ["", f"Every comparison and every seed: {full}"]
+    return "\n".join(out)
+
+
 def markdown(table: Table) -> str:
     """The comparison for people: what it is about, the answer, then the full table (Markdown,
     points)."""
@@ -147,7 +189,7 @@ def markdown(table: Table) -> str:
         if c is None:
             return "—"
         adj = (
-            f", adj. {_p(c.p_adjusted)}"
+            f", adj. {_p(c.p_adjusted)}{_interval(*c.adjusted) if c.adjusted else ''}"
             if table.correction != "none" and c.p_adjusted is not None
             else ""
         )
@@ -177,7 +219,14 @@ def markdown(table: Table) -> str:
             "",
             f"Test micro-F1 (%), mean ± sd over seeds and the 95% CI of the mean; differences in "
             f"points with their 95% CI; {table.method_text}, p-values {table.adjusted} for the "
-            f"verdict at alpha {table.alpha}; MDE: the difference this run would detect with "
+            f"verdict at alpha {table.alpha}"
+            + (
+                ", each with the interval at the level Holm tested it at (`adj.`: the one that "
+                "agrees with the verdict)"
+                if table.correction == "holm"
+                else ""
+            )
+            + f"; MDE: the difference this run would detect with "
             f"{table.power:.0%} power; r: the correlation of the two variants' scores over seeds.",
             "",
             "| variant | micro-F1 | 95% CI | vs baseline | vs parent rung |",

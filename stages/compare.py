@@ -22,7 +22,7 @@ Outputs (in ``--out``, i.e. compare/):
                     comparison.json carries the same record of what made it, ``made_by``.
   summary.json      DVC metrics: ``micro_f1.<variant>`` (mean over seeds) for every variant,
                     names unique across metrics files: a column per variant in `dvc exp show`
-                    (the README's ``--only-changed --drop '^(?!Experiment|micro_f1[.])'``).
+                    (the README's ``dvc exp show --only-changed --drop ...``).
   effects.png       forest plot: each rung's effect vs its parent and vs the baseline, 95% CIs.
   effects.csv       the same as DVC plot data (template .dvc/plots/forest.json).
   micro_f1.png      every seed's micro-F1 as a dot, each variant's mean and 95% CI, the
@@ -56,13 +56,15 @@ from cifar10_tricks.inference import (
     correlation,
     detectable,
     holm,
+    holm_levels,
+    interval,
     mean_ci,
     paired,
     seeds_needed,
     welch,
 )
 from cifar10_tricks.params import parent_of
-from cifar10_tricks.scores import read_scores
+from cifar10_tricks.scores import read_scores, remove_stale
 
 log = logging.getLogger("cifar10_tricks.compare")
 
@@ -132,6 +134,11 @@ def compare(
     raw = [tests[pair][0].p for pair in tested]
     adjusted = dict(zip(tested, holm(raw) if cp.correction == "holm" else raw))
     level = cp.alpha / len(tested) if cp.correction == "holm" and tested else cp.alpha
+    steps = dict(
+        zip(
+            tested, holm_levels(raw, cp.alpha) if cp.correction == "holm" else [cp.alpha] * len(raw)
+        )
+    )
 
     comparisons = {
         pair: Comparison(
@@ -142,6 +149,8 @@ def compare(
             verdict(t.diff, adjusted.get(pair), cp.alpha),
             correlation(*shared[pair]),
             fallback,
+            interval(t, steps[pair]) if pair in steps else None,
+            steps.get(pair),
         )
         for pair, (t, fallback) in tests.items()
     }
@@ -185,8 +194,10 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.compare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
     parser.add_argument(
         "--results", type=Path, required=True, help="folder of results/<variant>/<seeds>/"
     )
@@ -209,17 +220,35 @@ def main(argv: list[str] | None = None) -> None:
     text = writeup.markdown(table)
     with atomic_group():  # all eight files are replaced together, or none is
         write_outputs(table, curves, text, args.out)
-    log.info("%s", text)
+    # What other params left in results/ (a dropped block or variant) is no part of this study:
+    # gone, so that neither git nor `dvc metrics show results/*/*/metrics.json` shows it as
+    # current (git's history keeps it; DVC's cache keeps the models).
+    stale = remove_stale(args.results, names, p.train.seeds)
+    if stale:
+        log.info(
+            "compare: removed %d folder(s) of blocks or variants params.yaml no longer names: %s",
+            len(stale),
+            ", ".join(str(f) for f in stale[:3]) + (", ..." if len(stale) > 3 else ""),
+        )
+    log.info("%s", writeup.lead(table, str(args.out / "comparison.md")))
 
 
 def grow(tp: params.TrainParams, variants: int, table: Table) -> Grow | None:
-    """The block of seeds that brings every variant to the seeds a half-point effect needs, or
-    None where the study has them already (or would need more than params.yaml allows)."""
+    """The block of seeds that brings every variant to the seeds a half-point effect needs; where
+    that is more than params.yaml allows, the block that doubles the study (or brings it to
+    the most params.yaml allows).  None where the study has the seeds already, or where no
+    valid block follows its highest seed."""
     need, have = table.seeds_for_half_point, len(tp.all_seeds)
-    if need is None or need <= have or need > params.MAX_SEEDS:
+    if need is not None and need <= have:
         return None
-    blocks, added = params.grow(tp.seeds, need)
-    return Grow(blocks, len(added), len(added) * variants, have * variants)
+    enough = need is not None and need <= params.MAX_SEEDS
+    target = need if enough else min(2 * have, params.MAX_SEEDS)
+    if target <= have:
+        return None
+    blocks, added = params.grow(tp.seeds, target)
+    if not added or params.seeds_problem(list(blocks)):  # e.g. past the highest seed allowed
+        return None
+    return Grow(blocks, len(added), len(added) * variants, have * variants, enough)
 
 
 def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> None:

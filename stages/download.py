@@ -175,8 +175,10 @@ def describe_source(data: params.DataParams) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.download", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="the .npz data file to write")
     args = parser.parse_args(argv)
 

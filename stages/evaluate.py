@@ -23,7 +23,7 @@ no DVC-cached file and runs in a clone that never pulled (``dvc exp run --pull
 The train stage predicts the test set after every epoch anyway, so it writes its final
 predictions (in fp32, whatever precision trained the models, so metrics compare alike) and
 this stage scores them with NumPy and scikit-learn alone: no torch import, no device, no
-model to load.  The models themselves stay in models/<variant>/ for anyone to reuse.
+model to load.  The models themselves stay in models/<variant>/<seeds>/ for anyone to reuse.
 """
 
 from __future__ import annotations
@@ -99,10 +99,14 @@ def confusion_rows(matrix: list[list[int]], classes: list[str]) -> list[tuple[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--variant", required=True, help="the variant whose block is scored")
     parser.add_argument("--seeds", required=True, help="the block of seeds (0-9, 7)")
-    parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument(
+        "--predictions", type=Path, required=True, help="the train stage's predictions.npz"
+    )
     parser.add_argument("--live", type=Path, required=True, help="the train stage's DVCLive folder")
     parser.add_argument("--out", type=Path, required=True, help="results folder of this block")
     args = parser.parse_args(argv)

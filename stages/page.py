@@ -75,7 +75,9 @@ def vega_bundle() -> tuple[str, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.page", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True, help="the HTML template to write")
     args = parser.parse_args(argv)
 

@@ -45,9 +45,11 @@ def channel_stats(images: np.ndarray, chunk: int = 5000) -> tuple[list[float], l
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.stats", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--data", type=Path, required=True, help="the data file (cifar10.npz)")
+    parser.add_argument("--out", type=Path, required=True, help="where stats.json goes")
     args = parser.parse_args(argv)
 
     x_train = cifar.load(args.data).x_train

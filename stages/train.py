@@ -205,8 +205,8 @@ def made_by(
     }
 
 
-def seed_groups(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
-    """``seeds`` in consecutive groups of at most ``per_step``, each trained as one stack."""
+def seed_stacks(seeds: tuple[int, ...], per_step: int) -> list[tuple[int, ...]]:
+    """``seeds`` cut into consecutive stacks of at most ``per_step``, each trained as one model."""
     return [tuple(seeds[i : i + per_step]) for i in range(0, len(seeds), per_step)]
 
 
@@ -234,14 +234,20 @@ def progress_bar(total_batches: int, desc: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--variant", required=True, help="the variant of params.yaml to train")
     parser.add_argument(
         "--seeds", required=True, help="the block of seeds to train: 0-9 (0 to 9) or 7 (one)"
     )
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="the data file (download's cifar10.npz)"
+    )
+    parser.add_argument(
+        "--stats", type=Path, required=True, help="the train-set mean/std (stats.json)"
+    )
     parser.add_argument("--models", type=Path, required=True, help="folder for seed_<s>.pt")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder")
     parser.add_argument(
@@ -277,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     data = to_device(ds, device)
     config = model_config(variant, channel_stats, ds.classes)
     per_step = seeds_per_step(tp.seeds_per_step, len(seeds), device)
-    groups = seed_groups(seeds, per_step)
-    # The work ahead, then (after the first epoch) how long it will take: a CPU run of the
+    stacks = seed_stacks(seeds, per_step)
+    # The work ahead, then (after the second epoch) how long it will take: a CPU run of the
     # default study is hours, and the user should learn that from the run, not the README.
     log.info(
         "train %s seeds %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per "
@@ -291,12 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         device,
         precision,
         per_step,
-        len(groups),
+        len(stacks),
         time.perf_counter() - begun,
     )
 
-    firsts, paces = {g[0] for g in groups}, []  # each stack's epoch times, as they come
-    total_epochs = tp.epochs * len(groups)
+    firsts, paces = {g[0] for g in stacks}, []  # each stack's epoch times, as they come
+    total_epochs = tp.epochs * len(stacks)
 
     def report(seed, epoch, row, seconds):
         log.info(
@@ -327,36 +333,37 @@ def main(argv: list[str] | None = None) -> None:
                 seconds,
                 paces[0],
                 total_epochs - 2,
-                len(groups),
+                len(stacks),
                 f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s",
             )
 
     histories, models, preds, nlls = {}, {}, [], []
     batches = -(-len(ds.y_train) // tp.batch_size)
-    bar = progress_bar(len(groups) * tp.epochs * batches, f"train {args.variant}-{args.seeds}")
+    bar = progress_bar(len(stacks) * tp.epochs * batches, f"train {args.variant}-{args.seeds}")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # Log lines go through tqdm.write while the bar is up: never glued onto the bar's line.
     with logging_redirect_tqdm():
-        for group in groups:
+        for stack in stacks:
             try:
-                model, group_histories, (pred, nll) = train_seeds(
-                    args.variant, variant, config, data, group, tp, precision, report, progress=bar
+                model, stack_histories, (pred, nll) = train_seeds(
+                    args.variant, variant, config, data, stack, tp, precision, report, progress=bar
                 )
             except torch.OutOfMemoryError:
                 raise UserError(
-                    f"train {args.variant}: a stack of {len(group)} seed(s) does not fit in the "
+                    f"train {args.variant}: a stack of {len(stack)} seed(s) does not fit in the "
                     f"memory of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
-                    f"{max(1, len(group) // 2)}` in params.yaml (or `dvc exp run -S "
-                    f"train.seeds_per_step={max(1, len(group) // 2)}`). It is a param because in "
+                    f"{max(1, len(stack) // 2)}` in params.yaml (or `dvc exp run -S "
+                    f"train.seeds_per_step={max(1, len(stack) // 2)}`). It is a param because in "
                     "bf16 the stack size changes the last bits of the results."
                 ) from None
-            histories.update(group_histories)
-            models.update({seed: model.single(s) for s, seed in enumerate(group)})
+            histories.update(stack_histories)
+            models.update({seed: model.single(s) for s, seed in enumerate(stack)})
             preds.append(pred)
             nlls.append(nll)
     bar.close()
-    # Written only once every seed has trained (a divergence writes nothing), and together.
+    # Written only once every seed has trained (a divergence writes nothing): the checkpoints
+    # and predictions together, then the curves (DVCLive's own writer).
     with atomic_group():
         for seed, model in models.items():
             checkpoint.save(

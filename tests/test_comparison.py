@@ -32,7 +32,8 @@ def test_the_method_is_named_in_words_and_per_comparison():
 
 def test_to_json_keeps_flat_keys_in_their_order():
     out = _table("paired").to_json()
-    assert out["test"] == out["test"] and out["method"] == "paired"
+    assert out["test"] == "paired t-test on per-seed differences (two-sided)"
+    assert out["method"] == "paired"
     assert out["typical_sd_of"] == "per-seed differences"
     x = out["variants"]["x"]
     assert x["vs_baseline"] == "baseline" and x["diff_vs_parent"] == 0.01

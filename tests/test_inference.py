@@ -125,3 +125,25 @@ def test_paired_power_and_seeds_needed_use_n_minus_1_degrees_of_freedom():
     assert inference.detectable(sd_d / math.sqrt(n - 1), n - 2, 0.05) > 0.005
     # Pairs whose differences spread like one variant's scores need about half the seeds.
     assert n < inference.seeds_needed(sd_d, 0.005, 0.05)
+
+
+def test_holm_levels_give_intervals_that_agree_with_holms_verdicts():
+    """An interval drawn at its Holm level excludes zero exactly where Holm rejects: the
+    rejected ones at alpha / (m - k), the rest at the level where Holm stopped."""
+    from cifar10_tricks.inference import holm_levels, interval
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        m = int(rng.integers(1, 9))
+        tests = [
+            inference.paired(list(rng.normal(rng.normal(0, 0.02), 0.02, 5)), [0.0] * 5)
+            for _ in range(m)
+        ]
+        ps = [t.p for t in tests]
+        adjusted = inference.holm(ps)
+        for t, p_adj, level in zip(tests, adjusted, holm_levels(ps, 0.05)):
+            low, high = interval(t, level)
+            assert (p_adj < 0.05) == (low > 0 or high < 0), (ps, level, low, high)
+    # The rejected ones in order: 0.001 at 0.05/3, 0.01 at 0.05/2; 0.5 at the stopping level.
+    assert holm_levels([0.5, 0.001, 0.01], 0.05) == [0.05, 0.05 / 3, 0.05 / 2]
+    assert holm_levels([0.04, 0.03], 0.05) == [0.05 / 2, 0.05 / 2]  # stops at once

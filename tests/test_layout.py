@@ -167,3 +167,19 @@ def test_the_walk_sees_function_local_and_type_checking_imports(tmp_path, monkey
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert {"stages.y", "torch"} <= _direct_imports("stages.x")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_help_names_its_command_and_every_argument(stage, capsys):
+    """`python -m stages.<name> --help` says how it is run, and every argument says what it is."""
+    import importlib
+
+    module = importlib.import_module(f"stages.{stage}")
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m stages.{stage} ")
+    options = text.split("options:", 1)[1]
+    for entry in re.split(r"\n  (?=-)", options)[1:]:
+        flag, _, rest = entry.strip().partition("  ")
+        assert rest.strip() or "\n" in entry, f"{stage}: {flag} has no help"

@@ -198,7 +198,8 @@ def test_exp_run_and_readable_exp_show(own_run):
     assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
     # The README's clean-up keeps the committed study and the experiment: after it, going back
     # to the commit finds every output in the cache (`dvc gc -w` alone dropped the study's).
-    own_run.dvc("gc", "-w", "-A", "--all-experiments", "-f")
+    gc = own_run.dvc("gc", "-w", "-a", "-T", "--all-experiments", "-f")
+    assert "missing version info" not in gc.stdout + gc.stderr, gc.stdout + gc.stderr
     own_run.git("checkout", "--", ".")
     own_run.dvc("checkout")
     assert (own_run.path / "models/dropout_conv/0-1/seed_0.pt").is_file()
@@ -741,7 +742,7 @@ def test_every_readme_block_is_run_or_says_why_not():
     blocks = readme_blocks()
     run = [text.split()[:4] for _, text, why in blocks if why is None]
     assert run == [
-        ["python", "-m", "pip", "install"],  # then `dvc repro`
+        ["python", "-m", "venv", ".venv"],  # then pip install and `dvc repro`
         ["git", "add", "dvc.lock", "params.yaml"],  # commit the study
         ["dvc", "metrics", "show", "--precision"],  # branches
         ["git", "checkout", "--", "."],  # back to the study; experiments and the queue
@@ -803,7 +804,8 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     for line, text, why in readme_blocks():
         if why:
             continue
-        script = "\n".join(cmd for cmd in text.splitlines() if not cmd.startswith("python -m pip"))
+        install = ("python -m pip", "python -m venv")  # done: these tests run in that environment
+        script = "\n".join(cmd for cmd in text.splitlines() if not cmd.startswith(install))
         with open(env_log, "w") as log:  # a file, not a pipe: `dvc queue start`'s workers hold it
             proc = subprocess.run(
                 ["bash", "-e", "-o", "pipefail", "-c", script],
@@ -966,3 +968,25 @@ def test_more_seeds_train_only_the_new_seeds_and_fewer_retrain_nothing(own_run):
     ran = re.findall(r"Running stage '([^']+)'", out.stdout)
     assert ran == ["compare"], out.stdout
     assert {f: (root / "compare" / f).read_bytes() for f in two} == two
+    # The dropped block's results are gone with it: nothing left to read as a current row.
+    assert not list(root.glob("results/*/2-3")), "compare left the dropped block's results"
+    assert "2-3" not in own_run.dvc("metrics", "show", "results/baseline/0-1/metrics.json").stdout
+    assert "up to date" in own_run.dvc("status").stdout
+
+
+def test_after_more_seeds_the_readmes_way_back_leaves_git_and_dvc_clean(own_run):
+    """The README's more-seeds example as an experiment, then its way back to the committed
+    study: no stray block in results/, `git status --porcelain` empty, `dvc status` clean."""
+    way_back = next(
+        line.split("  #")[0]
+        for _, text, why in readme_blocks()
+        if not why
+        for line in text.splitlines()
+        if "git clean" in line and "git checkout -q main" not in line
+    )
+    grown = own_run.dvc("exp", "run", "-S", "train.seeds=[0-1,2-3]")
+    assert (own_run.path / "results/baseline/2-3/metrics.json").is_file(), grown.stdout
+    own_run.run("bash", "-e", "-c", way_back)
+    assert own_run.git("status", "--porcelain") == ""
+    assert "up to date" in own_run.dvc("status").stdout
+    assert not list(own_run.path.glob("results/*/2-3"))

@@ -56,3 +56,28 @@ def test_a_torn_or_empty_report_names_the_stage(tmp_path, report):
     (tmp_path / "results/baseline/0-1/report.json").write_text(report)
     with pytest.raises(UserError, match=r"rerun `dvc repro -f evaluate@baseline-0-1`"):
         scores.read_scores(tmp_path / "results", ["baseline"], ("0-1",))
+
+
+def test_stale_blocks_are_only_evaluates_folders_that_params_no_longer_name(tmp_path):
+    """A dropped block and a dropped variant go; a named block, a folder holding anything but
+    evaluate's files, and a link are left alone."""
+    from cifar10_tricks.scores import remove_stale
+
+    results = tmp_path / "results"
+    for variant, block in (("a", "0-1"), ("a", "2-3"), ("gone", "0-1"), ("b", "0-1")):
+        folder = results / variant / block
+        folder.mkdir(parents=True)
+        for name in ("metrics.json", "report.json", "confusion.csv"):
+            (folder / name).write_text("{}")
+    (results / "b" / "9").mkdir()
+    (results / "b" / "9" / "notes.txt").write_text("mine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "metrics.json").write_text("{}")
+    (results / "b" / "7").symlink_to(outside)
+    removed = remove_stale(results, ["a", "b"], ("0-1",))
+    assert removed == [results / "a" / "2-3", results / "gone" / "0-1"]
+    assert not (results / "gone").exists() and not (results / "a" / "2-3").exists()
+    assert (results / "a" / "0-1" / "report.json").is_file()
+    assert (results / "b" / "9" / "notes.txt").is_file()
+    assert (outside / "metrics.json").is_file() and (results / "b" / "7").is_symlink()

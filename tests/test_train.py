@@ -17,7 +17,7 @@ from cifar10_tricks.device import configure_torch
 from cifar10_tricks.errors import UserError
 from cifar10_tricks.model import ModelConfig, Net
 from cifar10_tricks.step import to_device
-from stages.train import DivergedError, model_config, seed_groups, train_seeds
+from stages.train import DivergedError, model_config, seed_stacks, train_seeds
 from tests.conftest import CPU, STATS
 
 
@@ -111,9 +111,9 @@ def test_dropout_seed_in_a_stack_trains_as_alone_on_the_gpus_path(data, monkeypa
     assert not torch.allclose(other.fc1.weight, alone.fc1.weight)  # the two paths really differ
 
 
-def test_seed_groups():
-    assert seed_groups(tuple(range(10)), 4) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
-    assert seed_groups((3, 1), 10) == [(3, 1)]
+def test_seed_stacks():
+    assert seed_stacks(tuple(range(10)), 4) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert seed_stacks((3, 1), 10) == [(3, 1)]
 
 
 def test_off_the_cpu_dropout_is_hashed_and_counts_its_steps():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from cifar10_tricks import params, writeup
 from stages import compare
 from tests.conftest import MADE_BY
@@ -69,10 +71,26 @@ def test_the_power_analysis_prints_the_command_that_adds_only_the_missing_seeds(
     md = writeup.markdown(dataclasses.replace(table, grow=grown))
     assert f"`dvc exp run -S 'train.seeds=[0-4,5-9,10-{need - 1}]'` adds them" in md
     assert f"{need - 10} new seed(s) per variant, {2 * (need - 10)} models to train" in md
-    # A study with the seeds it needs (or needing more than params.yaml allows) gets none.
+    # A study with the seeds it needs gets none.
     assert compare.grow(params.TrainParams(seeds=(f"0-{need}",)), 2, table) is None
-    many = dataclasses.replace(table, seeds_for_half_point=params.MAX_SEEDS + 1)
-    assert compare.grow(tp, 2, many) is None
+
+
+def test_too_noisy_for_a_half_point_effect_the_lead_still_gives_a_command():
+    """Needing more than params.yaml allows, the lead says so and gives the block that doubles
+    the study (and how much narrower that makes every interval); near the highest seed allowed,
+    no command that validation would refuse."""
+    table = compare.compare(
+        {"baseline": {0: 0.5, 1: 0.6}, "x": {0: 0.52, 1: 0.5}}, params.CompareParams()
+    )
+    many = dataclasses.replace(table, seeds_for_half_point=None)
+    tp = params.TrainParams(seeds=("0-1", "2-3"))
+    grown = compare.grow(tp, 2, many)
+    assert grown.seeds == ("0-1", "2-3", "4-7") and not grown.enough
+    md = writeup.markdown(dataclasses.replace(many, grow=grown))
+    assert "more than 1,000 seeds per variant" in md and "more than params.yaml allows" in md
+    assert "`dvc exp run -S 'train.seeds=[0-1,2-3,4-7]'` narrows every interval by about 1.4x" in md
+    top = params.TrainParams(seeds=(f"{params.MAX_SEED - 1}-{params.MAX_SEED}",))
+    assert compare.grow(top, 2, many) is None
 
 
 def test_a_variant_identical_to_its_parent_is_said_to_be_so_not_given_a_huge_mde():
@@ -102,3 +120,26 @@ def test_a_rung_compared_with_the_one_before_it_says_so():
         "Rungs with no `compare.parents` entry are compared with the rung listed before them: "
         "a vs baseline, new vs b. Set compare.parents to choose." in md
     )
+
+
+def test_no_interval_beside_could_not_be_told_apart_excludes_zero():
+    """The newcomer's case: a rung whose unadjusted 95% CI excludes zero but whose Holm-adjusted
+    verdict does not reject.  The lead prints the interval Holm tested it at, which spans zero,
+    and says which interval it is; the table keeps the 95% CI and labels the adjusted one."""
+    import re
+
+    rng = np.random.default_rng(0)
+    base = {s: 0.5 + 0.02 * rng.standard_normal() for s in range(4)}
+    scores = {"baseline": base}
+    for i, shift in enumerate((0.012, 0.0, 0.001, -0.002, 0.0, 0.001)):
+        scores[f"v{i}"] = {s: base[s] + shift + 0.006 * rng.standard_normal() for s in range(4)}
+    table = compare.compare(scores, params.CompareParams())
+    c = table.variants["v0"].vs["parent"]
+    assert c.result.ci_low > 0 and c.verdict == "no detectable effect"  # the case
+    assert c.adjusted[0] < 0 < c.adjusted[1]
+    md = writeup.markdown(table)
+    assert "Holm-adjusted interval" in md
+    undecided = next(line for line in md.splitlines() if "Could not be told apart" in line)
+    for low, high in re.findall(r"\[([+-]\d+\.\d+), ([+-]\d+\.\d+)\]", undecided):
+        assert float(low) <= 0 <= float(high), undecided
+    assert f"adj. {c.p_adjusted:.3g} [" in md
