@@ -43,7 +43,9 @@ def run_env() -> dict[str, str]:
 
     ``python`` is a two-line script that execs ``sys.executable`` by its own path, not a
     symlink to it: a virtualenv's interpreter started through a link outside the venv's
-    folder finds no ``pyvenv.cfg`` and starts without the venv's packages."""
+    folder finds no ``pyvenv.cfg`` and starts without the venv's packages.  The interpreter's
+    own folder comes next, so ``dvc`` and the project's scripts are found there whether or not
+    the virtualenv is activated (the README's commands, DVC's queue workers)."""
     exe = sys.executable
     tag = hashlib.sha256(exe.encode()).hexdigest()[:12]
     bin_dir = Path(tempfile.gettempdir()) / f"cifar10-tricks-python-{os.getuid()}-{tag}"
@@ -56,7 +58,8 @@ def run_env() -> dict[str, str]:
         tmp.write_text(script)
         tmp.chmod(0o755)
         os.replace(tmp, wrapper)
-    path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+    scripts = str(Path(exe).parent)  # not resolved: a venv's bin/, not the base interpreter's
+    path = os.pathsep.join([str(bin_dir), scripts, os.environ.get("PATH", "")])
     return {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1", "PATH": path}
 
 

@@ -1,6 +1,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from cifar10_tricks.testing import run_env
 
@@ -18,6 +19,9 @@ def test_the_python_dvc_runs_is_this_interpreter_with_its_packages():
         check=True,
     )
     assert out.stdout.strip() == sys.prefix
+    # dvc is this environment's, activated or not.
+    dvc = shutil.which("dvc", path=env["PATH"])
+    assert dvc and Path(dvc).parent == Path(sys.executable).parent
     # Twice in a row reuses the script; it is a file, not a link.
     assert shutil.which("python", path=run_env()["PATH"]) == python
-    assert not __import__("pathlib").Path(python).is_symlink()
+    assert not Path(python).is_symlink()
