@@ -35,7 +35,7 @@ def _project(where: Path, args, blocks: list[str]) -> Project:
     raw["train"].update({"epochs": args.epochs, "seeds": blocks})
     if args.variants:
         keep = args.variants.split(",")
-        raw["variants"] = {k: v for k, v in raw["variants"].items() if k in keep}
+        raw["study"] = keep  # the others stay defined, untrained
         raw["compare"]["parents"] = {
             k: v for k, v in raw["compare"]["parents"].items() if k in keep and v in keep
         }

@@ -122,7 +122,7 @@ def main() -> None:
             raw["train"]["seeds"] = [yaml.safe_load(s) for s in args.seeds.split(",")]
         if args.variants:
             keep = args.variants.split(",")
-            raw["variants"] = {k: v for k, v in raw["variants"].items() if k in keep}
+            raw["study"] = keep  # the others stay defined, untrained
             raw["compare"]["parents"] = {
                 k: v for k, v in raw["compare"]["parents"].items() if k in keep and v in keep
             }

@@ -140,11 +140,12 @@ def _checks(variant, config, data, device) -> dict:
 
     import torch
 
-    from cifar10_tricks import adam, params
+    from cifar10_tricks import optim, params
     from stages.train import train_seeds
 
     small = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
-    tp = params.TrainParams(epochs=1, batch_size=8, seeds=(0, 1, 2), deterministic=True)
+    tp = params.TrainParams(epochs=1, seeds=(0, 1, 2), deterministic=True)
+    variant = dataclasses.replace(variant, batch_size=8)
 
     def gap(a, b) -> float:
         return max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
@@ -187,19 +188,19 @@ def _checks(variant, config, data, device) -> dict:
         }
     else:
         out["graphed_equals_eager"] = {"ok": True, "what": "not run: no CUDA graphs off CUDA"}
-    seen, decay = [], adam.Adam.decay
+    seen, decay = [], optim.Adam.decay
 
     def recorded(self):
         decay(self)
         seen.append(self.lr_tensor.item() if self.lr_tensor is not None else self.lr)
 
-    adam.Adam.decay = recorded
+    optim.Adam.decay = recorded
     try:
         train_seeds(
             "check", variant, config, small, (0,), dataclasses.replace(tp, epochs=3), "fp32"
         )
     finally:
-        adam.Adam.decay = decay
+        optim.Adam.decay = decay
     want = [variant.lr * variant.lr_decay**k for k in (1, 2, 3)]
     out["lr_decays"] = {
         "ok": all(abs(a - b) <= 1e-6 * b for a, b in zip(seen, want)) and len(seen) == 3,

@@ -7,11 +7,12 @@ Data: ``classes`` (checked class names), ``cifar`` (reading CIFAR-10 safely, the
 generator, the data file).
 Training (torch): ``device`` (device, precision, threads, determinism, seeds per step),
 ``model`` (the stacked CNN), ``dropout`` (each seed's own dropout masks: the CPU's and the
-hashed ones), ``adam`` (the optimizer), ``step`` (one training step, and its CUDA-graph
+hashed ones), ``optim`` (Adam and SGD), ``step`` (one training step, and its CUDA-graph
 replay), ``checkpoint`` (saved models).
 Results: ``predictions`` (train's file for evaluate), ``scores`` (evaluate's report for
 compare), ``curves`` (the per-epoch curves), ``inference`` (the paired and Welch t-tests,
 Holm, power), ``comparison`` (the comparison's types), ``writeup`` (comparison.md),
 ``charts`` (its PNGs and plot data).
+The command: ``command`` (``cifar10-tricks study NAME``).
 Tests and benchmarks: ``testing`` (a copy of the project in a temporary git repository).
 """

@@ -30,6 +30,21 @@ EFFECT_FIELDS = (
 )
 
 
+# The slide's chart, one row per pair of a trick (trick_rows), as tricks.csv's columns.
+TRICK_FIELDS = (
+    "trick",
+    "order",
+    "context",
+    "with",
+    "without",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "verdict",
+)
+CONTEXT_LABELS = {"bare": "on a bare model", "full": "taken out of the full recipe"}
+
+
 # The dot plot's data, one row per variant and seed: every seed's score with its variant's mean
 # and 95% CI (points), as seeds.csv's columns.
 SEED_FIELDS = ("variant", "rung", "seed", "micro_f1", "mean", "ci_low", "ci_high")
@@ -84,6 +99,70 @@ def effect_rows(table: Table) -> list[dict]:
                 }
             )
     return rows
+
+
+def trick_rows(table: Table) -> list[dict]:
+    """One row per pair [with, without] of each trick of LeCun's slide, in compare.tricks'
+    order, bare model before full recipe: with minus without in points, the verdict's
+    interval (Holm-adjusted)."""
+    rows = []
+    for order, (trick, contexts) in enumerate(table.tricks.items()):
+        for context in ("bare", "full"):
+            for with_, c in contexts.get(context, ()):
+                low, high = c.adjusted if c.adjusted else (c.result.ci_low, c.result.ci_high)
+                rows.append(
+                    {
+                        "trick": trick,
+                        "order": order,
+                        "context": CONTEXT_LABELS[context],
+                        "with": with_,
+                        "without": c.reference,
+                        "effect": _points(c.result.diff),
+                        "ci_low": _points(low),
+                        "ci_high": _points(high),
+                        "verdict": c.verdict,
+                    }
+                )
+    return rows
+
+
+def trick_plot(table: Table, rows: list[dict], target: Path) -> None:
+    """Each trick of the slide, with it against without it: on a bare model (circles) and
+    taken out of the full recipe (squares), one line per pair, the verdicts' intervals."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    lines = [(r["trick"], r["context"], r["without"]) for r in rows]
+    fig = Figure(figsize=(9.5, 0.32 * max(1, len(lines)) + 1.6), dpi=120)
+    ax = fig.subplots()
+    ax.axvline(0, color="black", lw=1, zorder=0)
+    for y, r in enumerate(rows):
+        color = VERDICT_COLORS.get(r["verdict"], "#868e96")
+        if r["ci_low"] != "":
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=color, lw=2)
+        marker = "o" if r["context"] == CONTEXT_LABELS["bare"] else "s"
+        ax.plot(r["effect"], y, marker, color=color, ms=6)
+    ax.set_yticks(
+        range(len(lines)), [f"{t}: {r['with']} vs {w}" for (t, _, w), r in zip(lines, rows)]
+    )
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylim(len(lines) - 0.5, -0.7)
+    ax.set_xlabel(f"with the trick minus without it (points), with its {_interval_name(table)}")
+    handles = [
+        Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLORS.items()
+    ]
+    handles += [
+        Line2D([], [], color="#495057", marker=m, lw=0, label=label)
+        for m, label in (("o", CONTEXT_LABELS["bare"]), ("s", CONTEXT_LABELS["full"]))
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    ax.set_title(
+        f"LeCun's slide, trick by trick, {table.min_seeds} seed(s); colour: verdict "
+        f"({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
+        fontsize=9,
+    )
+    ax.grid(axis="x", alpha=0.3)
+    _save_png(fig, target)
 
 
 def _signed(x: float) -> str:

@@ -8,7 +8,7 @@ charted by :mod:`cifar10_tricks.charts`.  Scores are micro-F1 in [0, 1] units th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from cifar10_tricks.inference import POWER, TTest
 
@@ -41,6 +41,24 @@ class Comparison:
     def method(self) -> str:
         """The test as every output names it: paired | welch | welch (<why>)."""
         return f"{self.result.method} ({self.fallback})" if self.fallback else self.result.method
+
+    def flipped(self, reference: str | None = None) -> Comparison:
+        """The same test the other way round (the reference minus the variant): differences
+        and intervals negated, helps and hurts swapped; ``reference``: the other variant."""
+        t = self.result
+
+        def neg(x):
+            return None if x is None else -x
+
+        turned = replace(t, diff=-t.diff, ci_low=neg(t.ci_high), ci_high=neg(t.ci_low))
+        swap = {"helps": "hurts", "hurts": "helps"}
+        return replace(
+            self,
+            reference=reference or self.reference,
+            result=turned,
+            verdict=swap.get(self.verdict, self.verdict),
+            adjusted=None if self.adjusted is None else (-self.adjusted[1], -self.adjusted[0]),
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,9 @@ class Table:
     grow: Grow | None = None
     # The rungs compared with the one listed before them, having no compare.parents entry.
     implicit: tuple[str, ...] = ()
+    # LeCun's slide: per trick, per context (bare | full), each pair as (the variant with the
+    # trick, its Comparison against the variant without it, the reference): with minus without.
+    tricks: dict[str, dict[str, list[tuple[str, Comparison]]]] = field(default_factory=dict)
 
     @property
     def method_text(self) -> str:
@@ -167,6 +188,13 @@ class Table:
             "made_by": self.made_by,
             "made_by_differs_in": list(self.differs),
             "parent_is_the_rung_before": list(self.implicit),
+            "tricks": {
+                trick: {
+                    context: [_trick_json(w, c) for w, c in pairs]
+                    for context, pairs in contexts.items()
+                }
+                for trick, contexts in self.tricks.items()
+            },
             "grow": None
             if self.grow is None
             else {
@@ -177,3 +205,21 @@ class Table:
                 "reaches_half_point": self.grow.enough,
             },
         }
+
+
+def _trick_json(with_: str, c: Comparison) -> dict:
+    """One pair of a trick in comparison.json: with minus without, [0, 1] units."""
+    return {
+        "with": with_,
+        "without": c.reference,
+        "diff": c.result.diff,
+        "ci95_low": c.result.ci_low,
+        "ci95_high": c.result.ci_high,
+        "ci_adj_low": c.adjusted[0] if c.adjusted else None,
+        "ci_adj_high": c.adjusted[1] if c.adjusted else None,
+        "p": c.result.p,
+        "p_adj": c.p_adjusted,
+        "mde": c.mde,
+        "verdict": c.verdict,
+        "test": c.method,
+    }

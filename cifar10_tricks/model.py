@@ -2,9 +2,9 @@
 
 Conv(3->32) ReLU MaxPool2 -> Conv(32->64) ReLU MaxPool2 -> Conv(64->64) ReLU -> Flatten
 (64 x 4 x 4 = 1024) -> Linear(1024->64) ReLU -> Linear(64->10) -> log-softmax: 122,570
-parameters per seed.  The model takes uint8 images and scales them itself (to [0, 1], then
-by the train-set mean/std when ``normalize``), so a saved model needs nothing else to be
-evaluated.
+parameters per seed.  ``activation`` puts tanh or a sigmoid where ReLU is.  The model takes
+uint8 images and scales them itself (to [0, 1], then by the train-set mean/std when
+``normalize``), so a saved model needs nothing else to be evaluated.
 
 One class serves one seed and S seeds trained together.  ``Net(config, seeds)`` holds
 S = len(seeds) independent models whose every tensor is the S single models' tensors
@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from cifar10_tricks.dropout import MaskStreams, ReluDropout, hashed_keep
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ModelConfig:
     dropout_conv: float = 0.0
     dropout_dense: float = 0.0
     classes: tuple[str, ...] = field(default_factory=tuple)
+    activation: str = "relu"  # relu | tanh | sigmoid, after each conv layer and fc1
 
 
 def _shapes(n_classes: int) -> dict[str, tuple[int, ...]]:
@@ -130,10 +132,10 @@ class Net(nn.Module):
         for i, name in enumerate(("conv1", "conv2", "conv3")):
             layer = getattr(self, name)
             x = F.conv2d(x, layer.weight, layer.bias, groups=n)
-            x = self._relu_dropout(x, cfg.dropout_conv, i, pool=name != "conv3")
+            x = self._activate_dropout(x, cfg.dropout_conv, i, pool=name != "conv3")
         # (S, B, 1024), each seed flattened as (c, h, w)
         x = x.reshape(len(x), n, -1).transpose(0, 1)
-        x = self._relu_dropout(self._dense(self.fc1, x), cfg.dropout_dense, 3)
+        x = self._activate_dropout(self._dense(self.fc1, x), cfg.dropout_dense, 3)
         return F.log_softmax(self._dense(self.fc2, x), dim=-1)
 
     def _dense(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
@@ -141,23 +143,28 @@ class Net(nn.Module):
         w = layer.weight.view(n, -1, layer.weight.shape[1]).transpose(1, 2)  # (S, in, out)
         return torch.baddbmm(layer.bias.view(n, 1, -1), x, w)
 
-    def _relu_dropout(
+    def _activate_dropout(
         self, x: torch.Tensor, p: float, layer: int, pool: bool = False
     ) -> torch.Tensor:
-        """ReLU, dropout with drop probability ``p`` where training (the blog's order), then
-        the 2x2 max-pool where ``pool``; ``layer`` numbers the dropout (0-2 conv, 3 dense).
+        """The activation, dropout with drop probability ``p`` where training (the blog's
+        order), then the 2x2 max-pool where ``pool``; ``layer`` numbers the dropout (0-2 conv,
+        3 dense).
 
-        On the CPU the masks come from :class:`MaskStreams`, applied in place to the ReLU's
-        output, and the kept activations are scaled by 1/(1-p) after the pool: the same
+        On the CPU the masks come from :class:`MaskStreams` (for ReLU applied in place to its
+        output), and the kept activations are scaled by 1/(1-p) after the pool: the same
         numbers (a positive scale commutes with max, and rounding is monotone) on a quarter
         of them.  Elsewhere :func:`hashed_keep` draws them from (seed, layer, step, index).
         """
+        act = ACTIVATIONS[self.config.activation]
         if self.training and p > 0 and x.device.type == "cpu" and self.cpu_masks == "streams":
             if self.masks is None:
                 self.masks = MaskStreams(self.seeds)
-            x = ReluDropout.apply(x, self.masks, p)
+            if self.config.activation == "relu":
+                x = ReluDropout.apply(x, self.masks, p)
+            else:  # tanh's and sigmoid's backward need their output: the mask is a tensor
+                x = act(x) * self.masks.drop_(torch.ones_like(x), p)
             return (F.max_pool2d(x, 2) if pool else x) * (1.0 / (1.0 - p))
-        x = F.relu(x)
+        x = act(x)
         if self.training and p > 0:
             keep = hashed_keep(
                 tuple(x.shape), self.seed_ids, layer, self.dropout_step, p, self._mask_index

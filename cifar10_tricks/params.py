@@ -32,6 +32,10 @@ BLOCK = re.compile(r"^(\d{1,10})-(\d{1,10})$")
 DEVICES = ("auto", "cpu", "cuda", "cuda:<k>", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 INITS = ("default", "kaiming_uniform")
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+LOSSES = ("cross_entropy", "mse")
+OPTIMIZERS = ("adam", "sgd")
+SHUFFLES = ("every_epoch", "once", "sorted")
 METHODS = ("paired", "welch")  # compare.test
 CORRECTIONS = ("holm", "none")
 
@@ -214,7 +218,6 @@ class DataParams:
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int = _knob(int, _integer(1, 10_000), default=10)
-    batch_size: int = _knob(int, _integer(1, 100_000), default=64)
     # Blocks of seeds (one DVC train stage per variant and block): ``7`` or ``"0-9"``.
     seeds: tuple[int | str, ...] = _knob(list, _seeds, default_factory=lambda: ("0-9",))
     # At most this many seeds of a block train together in one step (auto:
@@ -233,7 +236,8 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class Variant:
-    """One rung of the ladder: every knob of the training recipe."""
+    """One variant: every knob of the training recipe, each a line of LeCun's slide
+    (docs/pipeline.md).  The defaults are the blog's baseline."""
 
     normalize: bool = _knob(bool, default=False)
     lr: float = _knob(float, _between(0, 1e6, low_open=True), default=1e-3)
@@ -242,9 +246,19 @@ class Variant:
     )
     weight_decay: float = _knob(float, _between(0, 1), default=0.0)
     l1: float = _knob(float, _between(0, 1), default=0.0)
+    # The first epoch (from 0) at which weight_decay and l1 apply: 0 from the start, as the
+    # blog did; the slide starts them after a few epochs.
+    regularize_from: int = _knob(int, _integer(0, 10_000), default=0)
     init: str = _knob(str, _one_of(INITS), default="default")
     dropout_conv: float = _knob(float, _probability, default=0.0)
     dropout_dense: float = _knob(float, _probability, default=0.0)
+    activation: str = _knob(str, _one_of(ACTIVATIONS), default="relu")
+    loss: str = _knob(str, _one_of(LOSSES), default="cross_entropy")
+    optimizer: str = _knob(str, _one_of(OPTIMIZERS), default="adam")
+    # SGD's momentum (0: plain SGD); must be 0 with adam, whose betas are fixed.
+    momentum: float = _knob(float, _probability, default=0.0)
+    batch_size: int = _knob(int, _integer(1, 100_000), default=64)  # images per step
+    shuffle: str = _knob(str, _one_of(SHUFFLES), default="every_epoch")
 
 
 @dataclass(frozen=True)
@@ -258,16 +272,27 @@ class CompareParams:
     # Family-wise correction of the table's p-values before the verdicts: holm | none.
     correction: str = _knob(str, _one_of(CORRECTIONS), default="holm")
     # Which rung each variant is compared with besides the baseline; a variant not
-    # named here is compared with the one listed before it in `variants`.
+    # named here is compared with the one listed before it in `study`.
     parents: dict = _knob(dict, default_factory=dict)
+    # LeCun's slide trick by trick: per trick, per context (bare: on a bare model or its ladder
+    # rung; full: taken out of the full recipe), pairs [with the trick, without it].  A pair
+    # whose variants are not both in `study` is left out.
+    tricks: dict = _knob(dict, default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Params:
     data: DataParams
     train: TrainParams
-    variants: dict[str, Variant]
+    variants: dict[str, Variant]  # every variant defined
     compare: CompareParams
+    study: tuple[str, ...] = ()  # the variants trained and compared, in ladder order
+    studies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by name
+
+    @property
+    def studied(self) -> dict[str, Variant]:
+        """The variants of ``study``, in its order."""
+        return {name: self.variants[name] for name in self.study}
 
 
 # --- loading --------------------------------------------------------------------------
@@ -386,9 +411,10 @@ def parse(raw: Any) -> Params:
     """Validate the parsed YAML document into :class:`Params`."""
     if not isinstance(raw, dict):
         raise ParamsError(
-            "params.yaml must be a mapping with sections data, train, variants, compare."
+            "params.yaml must be a mapping with sections data, train, variants, study, studies, "
+            "compare."
         )
-    allowed = ("data", "train", "variants", "compare")
+    allowed = ("data", "train", "variants", "study", "studies", "compare")
     unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
         raise ParamsError(
@@ -411,6 +437,11 @@ def parse(raw: Any) -> Params:
                 "train@<variant>-<seeds>, where '-' joins it to its seeds)."
             )
         variants[name] = build(Variant, spec, f"variants.{name}")
+        if variants[name].optimizer == "adam" and variants[name].momentum != 0:
+            raise ParamsError(
+                f"variants.{name}.momentum = {variants[name].momentum} is not allowed with "
+                "optimizer adam (its betas are fixed); set it to 0, or optimizer: sgd."
+            )
     lowered = [n.lower() for n in variants]
     clash = next((n for n in variants if lowered.count(n.lower()) > 1), None)
     if clash:
@@ -423,12 +454,22 @@ def parse(raw: Any) -> Params:
         raise ParamsError(
             f"params.yaml has no `{absent}` section; it needs all of " + ", ".join(allowed) + "."
         )
-    compare = build(CompareParams, raw.get("compare"), "compare")
-    if compare.baseline not in variants:
+    study = _study(raw["study"], variants)
+    studies = raw["studies"]
+    if not isinstance(studies, dict) or not all(
+        isinstance(k, str) and VARIANT_NAME.match(k) for k in studies
+    ):
         raise ParamsError(
-            f"compare.baseline = {_show(compare.baseline)} is not a variant; choose one of "
-            + ", ".join(variants)
-            + "."
+            f"studies = {_show(studies)} is not allowed; it must map a study's name (a word) to "
+            "a list of variants, e.g. {blog: [baseline, norm_inputs]}."
+        )
+    studies = {name: _study(names, variants, f"studies.{name}") for name, names in studies.items()}
+    compare = build(CompareParams, raw.get("compare"), "compare")
+    if compare.baseline not in study:
+        raise ParamsError(
+            f"compare.baseline = {_show(compare.baseline)} is not in `study`; choose one of "
+            + ", ".join(study)
+            + ", or add it to the study."
         )
     for child, parent in compare.parents.items():
         if (
@@ -446,13 +487,75 @@ def parse(raw: Any) -> Params:
                 f"compare.parents: {child}: {parent} compares a variant with itself, so it would "
                 "drop out of the answer; name the rung it builds on, or remove the entry."
             )
-    _refuse_cycles(list(variants), compare.parents)
+        if child in study and parent not in study:
+            raise ParamsError(
+                f"compare.parents: {child}: {parent} names a variant the study does not train; "
+                f"add {parent} to `study`, or remove the entry."
+            )
+    _refuse_cycles(list(study), compare.parents)
+    _check_tricks(compare.tricks, variants)
     return Params(
         data=build(DataParams, raw.get("data"), "data"),
         train=build(TrainParams, raw.get("train"), "train"),
         variants=variants,
         compare=compare,
+        study=study,
+        studies=studies,
     )
+
+
+CONTEXTS = (
+    "bare",
+    "full",
+)  # compare.tricks: on a bare model (or its ladder rung); in the full recipe
+
+
+def _study(raw: Any, variants: dict, where: str = "study") -> tuple[str, ...]:
+    """``study`` (or a list of ``studies``): the variants to train and compare, each once, every
+    one defined."""
+    if not isinstance(raw, list) or not raw:
+        raise ParamsError(
+            f"{where} = {_show(raw)} is not allowed; it must be a list of the variants to train "
+            "and compare, in ladder order, e.g. [baseline, norm_inputs]."
+        )
+    for name in raw:
+        if not isinstance(name, str) or name not in variants:
+            shown = ", ".join(list(variants)[:12]) + (", ..." if len(variants) > 12 else "")
+            raise ParamsError(
+                f"{where}: {_show(name)} is not a variant; define it under `variants`, or choose "
+                f"from {shown}."
+            )
+    twice = next((n for n in raw if raw.count(n) > 1), None)
+    if twice:
+        raise ParamsError(f"{where}: {twice!r} is listed twice; list each variant once.")
+    return tuple(raw)
+
+
+def _check_tricks(tricks: dict, variants: dict) -> None:
+    """compare.tricks: trick -> {bare|full: [[with, without], ...]}, every name a variant."""
+    for trick, contexts in tricks.items():
+        where = f"compare.tricks.{trick}"
+        if not isinstance(trick, str) or not VARIANT_NAME.match(trick):
+            raise ParamsError(f"compare.tricks: {_show(trick)} is not a trick's name (a word).")
+        if not isinstance(contexts, dict) or not contexts or set(contexts) - set(CONTEXTS):
+            raise ParamsError(
+                f"{where} = {_show(contexts)} is not allowed; it must map "
+                + " and/or ".join(CONTEXTS)
+                + " to pairs [with the trick, without it]."
+            )
+        for context, pairs in contexts.items():
+            ok = isinstance(pairs, list) and all(
+                isinstance(p, list)
+                and len(p) == 2
+                and all(v in variants for v in p)
+                and p[0] != p[1]
+                for p in pairs
+            )
+            if not ok:
+                raise ParamsError(
+                    f"{where}.{context} = {_show(pairs)} is not allowed; it must be a list of "
+                    "pairs [with the trick, without it] of two different variants."
+                )
 
 
 MAX_PARAMS_BYTES = 2**20  # the default params.yaml is 4 KB; a thousand variants fit in 1 MB

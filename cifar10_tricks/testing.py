@@ -100,10 +100,11 @@ class Project:
         self.git("commit", "-q", "--allow-empty", "-m", message)
 
 
-def make_project(dest: Path, **data_overrides) -> Project:
-    """Copy the project into ``dest``, point it at small synthetic data, commit it."""
+def make_project(dest: Path, source: Path = ROOT, **data_overrides) -> Project:
+    """Copy the project (or the checkout at ``source``) into ``dest``, point it at small
+    synthetic data, commit it."""
     for name in COPIED:
-        src, dst = ROOT / name, dest / name
+        src, dst = source / name, dest / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))

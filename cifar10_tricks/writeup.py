@@ -121,6 +121,94 @@ def answer(table: Table) -> list[str]:
     return lines
 
 
+CONTEXT_WORDS = {
+    "bare": "on a bare model (or the ladder rung that adds it)",
+    "full": "taken out of the full recipe",
+}
+
+
+SHORT_CONTEXT = {"bare": "on a bare model", "full": "in the full recipe"}
+STATUS_WORDS = {
+    "helps": "helps",
+    "hurts": "hurts",
+    "unclear": "could not be told apart",
+    "mixed": "mixed",
+}
+
+
+def context_status(pairs: list) -> str:
+    """One context of one trick in a word: helps or hurts where every pair says so, unclear
+    where a pair could not be told apart, mixed otherwise."""
+    verdicts = {c.verdict for _, c in pairs}
+    if verdicts == {"helps"}:
+        return "helps"
+    if verdicts == {"hurts"}:
+        return "hurts"
+    return "unclear" if "no detectable effect" in verdicts else "mixed"
+
+
+def _pair_text(with_: str, c: Comparison) -> str:
+    """'+1.23 [+0.40, +2.06] (relu_model vs bare_tanh)': with minus without, the verdict's
+    interval."""
+    t = c.result
+    ci = _interval(*c.adjusted) if c.adjusted else _interval(t.ci_low, t.ci_high)
+    return f"{_pts(t.diff)}{ci} ({with_} vs {c.reference})"
+
+
+def tricks_answer(table: Table, detail: bool = True) -> list[str]:
+    """The lead's answer for LeCun's slide: which tricks help in both contexts, in one, in
+    neither, and which could not be told apart, then (``detail``) each trick's effects; empty
+    where the study compares no trick."""
+    if not table.tricks:
+        return []
+    lines = [
+        "## LeCun's slide, trick by trick",
+        "",
+        "Each trick with it against without it (with minus without, in points, with the "
+        "interval its verdict was tested at, in the same family as the table), "
+        + " and ".join(CONTEXT_WORDS.values())
+        + ".",
+        "",
+    ]
+    groups: dict[str, list[str]] = {"both": [], "bare": [], "full": [], "neither": [], "one": []}
+    unclear, detail = [], []
+    for trick, contexts in table.tricks.items():
+        status = {k: context_status(ps) for k, ps in contexts.items()}
+        helped = [k for k, s in status.items() if s == "helps"]
+        if len(status) == 1:  # the other context's variants are not in this study
+            ((k, s),) = status.items()
+            groups["one"].append(f"{trick} ({STATUS_WORDS[s]} {SHORT_CONTEXT[k]})")
+        else:
+            groups["both" if len(helped) == 2 else helped[0] if helped else "neither"].append(trick)
+        if "unclear" in status.values():
+            unclear.append(trick)
+        detail.append(
+            f"- {trick}: "
+            + "; ".join(
+                f"{SHORT_CONTEXT[k]}, {STATUS_WORDS[status[k]]}: "
+                + ", ".join(_pair_text(w, c) for w, c in ps)
+                for k, ps in contexts.items()
+            )
+            + "."
+        )
+    titles = {
+        "both": "Helps in both contexts",
+        "bare": "Helps on a bare model only",
+        "full": "Helps in the full recipe only",
+        "neither": "Helps in neither",
+        "one": "Measured in one context only (the study lacks the other's variants)",
+    }
+    for key, title in titles.items():
+        if key != "one" or groups[key]:
+            lines.append(f"- **{title}:** " + (", ".join(groups[key]) or "none") + ".")
+    lines.append(
+        "- **Could not be told apart in at least one context:** "
+        + (", ".join(unclear) or "none")
+        + "."
+    )
+    return lines + (["", *detail] if detail else [])
+
+
 def _grow_text(g) -> str:
     """The command that adds seeds, and what it costs."""
     cost = (
@@ -168,7 +256,12 @@ def lead(table: Table, full: str, width: int = 120) -> str:
     import textwrap
 
     out = []
-    for line in header(table) + answer(table):
+    for line in (
+        header(table)
+        + answer(table)
+        + [""] * bool(table.tricks)
+        + tricks_answer(table, detail=False)
+    ):
         if not line:
             out.append("")
             continue
@@ -213,6 +306,8 @@ def markdown(table: Table) -> str:
     lines = (
         header(table)
         + answer(table)
+        + [""] * bool(table.tricks)
+        + tricks_answer(table)
         + [
             "",
             "## All comparisons",

@@ -104,6 +104,18 @@ def contrast(
     return welch(list(a.values()), list(b.values())), None
 
 
+def trick_pairs(names: list[str], cp: params.CompareParams) -> dict[str, dict[str, list]]:
+    """compare.tricks' pairs [with, without] whose variants are both in ``names``, per trick
+    and context; tricks and contexts left with none are left out."""
+    out: dict[str, dict[str, list]] = {}
+    for trick, contexts in cp.tricks.items():
+        for context in params.CONTEXTS:
+            pairs = [tuple(p) for p in contexts.get(context, ()) if set(p) <= set(names)]
+            if pairs:
+                out.setdefault(trick, {})[context] = pairs
+    return out
+
+
 def compare(
     scores: dict[str, dict[int, float]], cp: params.CompareParams, chance: float | None = None
 ) -> Table:
@@ -127,6 +139,13 @@ def compare(
             if ref is not None and ref != name
         )
     )
+    # The slide's tricks, [with, without]: a pair the ladder already compares (either way
+    # round) is that one test, not a second one in the family.
+    tricks = trick_pairs(names, cp)
+    for contexts in tricks.values():
+        for pair in (p for ps in contexts.values() for p in ps):
+            if pair not in pairs and pair[::-1] not in pairs:
+                pairs.append(pair)
     # Each pair's scores over the seeds both variants ran: for the paired test and for r.
     shared = {(a, b): shared_seeds(scores[a], scores[b]) for a, b in pairs}
     tests = {(a, b): contrast(scores[a], scores[b], shared[a, b], cp.method) for a, b in pairs}
@@ -168,6 +187,21 @@ def compare(
             if ref is not None and ref != name
         }
         rows[name] = Row(mean, std, low, high, len(values), vs, dict(scores[name]), clipped)
+    by_trick = {
+        trick: {
+            context: [
+                (
+                    w,
+                    comparisons[w, wo]
+                    if (w, wo) in comparisons
+                    else comparisons[wo, w].flipped(wo),
+                )
+                for w, wo in ps
+            ]
+            for context, ps in contexts.items()
+        }
+        for trick, contexts in tricks.items()
+    }
     # The spread for planning, a median so that one unstable variant (a seed stuck at chance,
     # say) does not set it for all: of the variants' seed-to-seed sds for Welch; of the
     # per-seed differences of the paired comparisons for the paired test.
@@ -190,6 +224,7 @@ def compare(
         cp.method,
         chance=chance,
         implicit=tuple(n for n in names if n not in cp.parents and parent_of(names, n, cp.parents)),
+        tricks=by_trick,
     )
 
 
@@ -205,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     p = params.load(args.params)
-    names = list(p.variants)
+    names = list(p.study)
     study = read_scores(args.results, names, p.train.seeds)
     table = compare(study.scores, p.compare, chance=study.chance)
     base = study.made_by[p.compare.baseline]
@@ -218,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     curves = curve_rows(study.curves)
     text = writeup.markdown(table)
-    with atomic_group():  # all eight files are replaced together, or none is
+    with atomic_group():  # all ten files are replaced together, or none is
         write_outputs(table, curves, text, args.out)
     # What other params left in results/ (a dropped block or variant) is no part of this study:
     # gone, so that neither git nor `dvc metrics show results/*/*/metrics.json` shows it as
@@ -252,8 +287,8 @@ def grow(tp: params.TrainParams, variants: int, table: Table) -> Grow | None:
 
 
 def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> None:
-    """The eight files of ``out``; with a single variant there is nothing to compare, but the
-    plot's file still exists."""
+    """The ten files of ``out``; with a single variant there is nothing to compare, but the
+    plots' files still exist (the slide's chart empty where the study compares no trick)."""
     rows = charts.effect_rows(table)
     write_csv(
         out / "effects.csv",
@@ -267,6 +302,13 @@ def write_outputs(table: Table, curves: list[dict], text: str, out: Path) -> Non
         [[r[f] for f in charts.SEED_FIELDS] for r in charts.seed_rows(table)],
     )
     charts.dot_plot(table, out / "micro_f1.png")
+    tricks = charts.trick_rows(table)
+    write_csv(
+        out / "tricks.csv",
+        charts.TRICK_FIELDS,
+        [[r[f] for f in charts.TRICK_FIELDS] for r in tricks],
+    )
+    charts.trick_plot(table, tricks, out / "tricks.png")
     charts.forest_plot(table, rows, out / "effects.png")
     write_json(out / "comparison.json", table.to_json())
     write_json(out / "summary.json", {"micro_f1": {n: r.mean for n, r in table.variants.items()}})

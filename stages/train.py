@@ -4,9 +4,9 @@ Inputs:  the data file (`download`), the train-set stats (`stats`); ``--seeds``,
          (``0-9``: seeds 0 to 9; ``7``: seed 7), one of ``train.seeds``, which DVC's
          ``matrix`` turns into one stage per variant and block: adding a block adds stages
          and retrains no seed already trained.
-Params:  ``train`` (epochs, batch_size, seeds_per_step, device, precision, deterministic;
-         not ``seeds``: a stage's block is in its command) and ``variants.<variant>`` (the
-         knobs of this rung of the ladder).
+Params:  ``train`` (epochs, seeds_per_step, device, precision, deterministic; not
+         ``seeds``: a stage's block is in its command) and ``variants.<variant>`` (every knob
+         of the variant: LeCun's slide, docs/pipeline.md).
 Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the model);
          ``<predictions>``: every seed's fp32 prediction and NLL for each test image (what
          `evaluate` scores, with no torch) and what made them (:func:`made_by`: data,
@@ -14,13 +14,15 @@ Outputs: ``<models>/seed_<s>.pt`` (state_dict + the config that rebuilds the mod
          per-epoch train/test loss and accuracy, per seed (``seed_<s>/...``) and averaged over
          seeds (``train/...``, ``test/...``).
 
-The data set lives on the device as uint8 tensors; batches are slices of a seeded
-random permutation, so no DataLoader or per-image transform sits in the hot loop.
+The data set lives on the device as uint8 tensors; batches are slices of each seed's order
+(:class:`cifar10_tricks.step.Orders`: a seeded permutation per epoch, one for every epoch, or
+by class), so no DataLoader or per-image transform sits in the hot loop.  Each batch is one
+call of :func:`cifar10_tricks.step.train_step` (:func:`train_seeds`' loop).
 
 The seeds train as one stacked model (:class:`cifar10_tricks.model.Net`): one forward, backward
-and Adam step per batch for S seeds, each seed with its own initialisation, shuffling
+and optimizer step per batch for S seeds, each seed with its own initialisation, shuffling
 order and dropout masks.  The loss is the sum of the seeds' losses, so each seed's
-gradient is exactly its own, and Adam, its weight decay, the L1 term and the lr schedule
+gradient is exactly its own, and Adam or SGD, the weight decay, the L1 term and the lr schedule
 act element by element: the models stay independent.  ``train.seeds_per_step`` caps how
 many seeds share a step (``auto``: :func:`cifar10_tricks.device.seeds_per_step`).
 """
@@ -49,7 +51,7 @@ from cifar10_tricks.device import (
 from cifar10_tricks.errors import UserError
 from cifar10_tricks.files import atomic_group, refuse_linked_folders
 from cifar10_tricks.model import ModelConfig, Net, predict
-from cifar10_tricks.step import Tensors, fresh_stack, to_device
+from cifar10_tricks.step import Orders, Tensors, fresh_stack, to_device, train_step
 
 log = logging.getLogger("cifar10_tricks.train")
 
@@ -78,6 +80,7 @@ def model_config(variant: params.Variant, stats: dict, classes: tuple[str, ...])
         dropout_conv=variant.dropout_conv,
         dropout_dense=variant.dropout_dense,
         classes=classes,
+        activation=variant.activation,
     )
 
 
@@ -104,9 +107,8 @@ def train_seeds(
     progress=None,
 ) -> tuple[Net, dict[int, list[dict]], tuple[np.ndarray, np.ndarray]]:
     """Train fresh models for ``seeds`` together for ``tp.epochs``; ``progress`` (a tqdm bar,
-    say) is told of every batch.  Each batch is one call of the stack's step,
-    :func:`cifar10_tricks.step.train_step` (on CUDA replayed from a graph unless
-    ``cuda_graphs`` is off).
+    say) is told of every batch.  Each batch is one :func:`cifar10_tricks.step.train_step`
+    (on CUDA that same step replayed from a graph unless ``cuda_graphs`` is off).
 
     Returns the stacked model; per seed, one metrics dict per epoch; and the trained models'
     test predictions in fp32, (predicted class, NLL) per seed and image, (S, N) each: the
@@ -114,19 +116,21 @@ def train_seeds(
     variant is scored alike whatever precision trained it.
     """
     stack = fresh_stack(config, seeds, variant, data, precision, cuda_graphs)
-    model, opt, sums, step = stack.model, stack.opt, stack.sums, stack.step
-    device = data.x_train.device
-    # Shuffling: each seed's own generator, on the CPU, so every device sees the same order.
-    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
-    n = len(data.x_train)
+    model, opt, sums = stack.model, stack.opt, stack.sums
+    orders = Orders(variant.shuffle, seeds, data.y_train)  # each seed's own, on the CPU
+    n, batch = len(data.x_train), variant.batch_size
     histories: dict[int, list[dict]] = {seed: [] for seed in seeds}
     for epoch in range(tp.epochs):
         start = time.perf_counter()
         model.train()
         sums.zero_()
-        perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
-        for i in range(0, n, tp.batch_size):
-            step(perm[:, i : i + tp.batch_size])
+        order = orders.epoch().to(data.x_train.device)
+        regularize = epoch >= variant.regularize_from  # L2 and L1 from this epoch on
+        for i in range(0, n, batch):
+            if stack.graphs is None:
+                train_step(stack, order[:, i : i + batch], regularize)
+            else:  # CUDA: the same train_step, captured once per batch shape and replayed
+                stack.graphs(order[:, i : i + batch], regularize)
             if progress is not None:
                 progress.update(1)
         lr = opt.lr
@@ -170,7 +174,7 @@ def train_seeds(
             tp.epochs,
             "the trained weights or their test losses are not finite (the last steps diverged "
             "after the epoch's loss was taken)",
-            f", or use a smaller train.batch_size (now {tp.batch_size})",
+            f", or use a smaller variants.{variant_name}.batch_size (now {variant.batch_size})",
         )
     return model, histories, (pred.cpu().numpy(), nll.cpu().numpy())
 
@@ -179,6 +183,7 @@ def made_by(
     ds: cifar.Dataset,
     data_file: Path,
     tp: params.TrainParams,
+    variant: params.Variant,
     seeds: tuple[int, ...],
     device: torch.device,
     precision: str,
@@ -194,7 +199,7 @@ def made_by(
             "n_test": len(ds.y_test),
         },
         "epochs": tp.epochs,
-        "batch_size": tp.batch_size,
+        "batch_size": variant.batch_size,
         "seeds": list(seeds),
         "device": device.type,
         "device_name": device_name(device),
@@ -233,7 +238,142 @@ def progress_bar(total_batches: int, desc: str):
     )
 
 
+class Progress:
+    """What a person sees while a block trains: one line per seed and epoch, then (after the
+    second epoch of the first stack) how long the rest will take, and a bar over every batch."""
+
+    def __init__(self, name: str, block: str, tp: params.TrainParams, stacks, batches: int):
+        self.name, self.epochs = name, tp.epochs
+        self.firsts, self.paces = {s[0] for s in stacks}, []  # each stack's epoch times
+        self.total, self.stacks = tp.epochs * len(stacks), len(stacks)
+        self.bar = progress_bar(len(stacks) * tp.epochs * batches, f"train {name}-{block}")
+
+    def epoch(self, seed: int, epoch: int, row: dict, seconds: float) -> None:
+        log.info(
+            "%s seed %d epoch %d/%d: train loss %.4f, %.2f%% | test loss %.4f, %.2f%% "
+            "| lr %.2e | %.2f s",
+            self.name,
+            seed,
+            epoch + 1,
+            self.epochs,
+            row["train/loss"],
+            100 * row["train/acc"],
+            row["test/loss"],
+            100 * row["test/acc"],
+            row["lr"],
+            seconds,
+        )
+        if seed not in self.firsts:
+            return
+        self.paces.append(seconds)
+        # The first epoch pays the warm-up (allocations, kernel choice, a CUDA graph's
+        # capture): the estimate takes the second one's pace.
+        if len(self.paces) == 2 and self.total > 2:
+            left = seconds * (self.total - 2)
+            log.info(
+                "train %s: %d more epoch(s) at the second's pace (%.1f s; the first warmed up, "
+                "%.1f s): about %s",
+                self.name,
+                self.total - 2,
+                seconds,
+                self.paces[0],
+                f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s",
+            )
+
+
+def train_block(name, variant, config, data, stacks, tp, precision, device, progress):
+    """Every stack of the block, one after another: per seed its one-seed model and its
+    per-epoch history, and the stacks' test predictions (predicted class, NLL) in seed order."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    histories, models, preds, nlls = {}, {}, [], []
+    # Log lines go through tqdm.write while the bar is up: never glued onto the bar's line.
+    with logging_redirect_tqdm():
+        for stack in stacks:
+            try:
+                model, stack_histories, (pred, nll) = train_seeds(
+                    name, variant, config, data, stack, tp, precision, progress.epoch,
+                    progress=progress.bar,
+                )  # fmt: skip
+            except torch.OutOfMemoryError:
+                fewer = max(1, len(stack) // 2)
+                raise UserError(
+                    f"train {name}: a stack of {len(stack)} seed(s) does not fit in the memory "
+                    f"of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
+                    f"{fewer}` in params.yaml (or `dvc exp run -S train.seeds_per_step={fewer}`)"
+                    ". It is a param because in bf16 the stack size changes the last bits of "
+                    "the results."
+                ) from None
+            histories.update(stack_histories)
+            models.update({seed: model.single(s) for s, seed in enumerate(stack)})
+            preds.append(pred)
+            nlls.append(nll)
+    progress.bar.close()
+    return histories, models, np.concatenate(preds), np.concatenate(nlls)
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # Checked before hours of training, not after: no output goes through a linked folder.
+    for out in (args.models / "seed.pt", args.live / "plots", args.predictions):
+        refuse_linked_folders(out)
+    p = params.load(args.params)
+    if args.variant not in p.variants:
+        raise UserError(
+            f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}."
+        )
+    variant, tp, seeds = p.variants[args.variant], p.train, block_of(args.seeds)
+    channel_stats = stats_file.read(args.stats)
+    device = pick_device(tp.device)
+    precision = pick_precision(tp.precision, device)
+    configure_torch(device, tp.deterministic)
+    ds = load_data(args.data, device)
+    data = to_device(ds, device)
+    config = model_config(variant, channel_stats, ds.classes)
+    per_step = seeds_per_step(tp.seeds_per_step, len(seeds), device)
+    stacks = seed_stacks(seeds, per_step)
+    # The work ahead, then (Progress: after the second epoch) how long it will take: a CPU run
+    # of the default study is hours, and the user should learn that from the run, not the README.
+    log.info(
+        "train %s seeds %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d per step "
+        "(%d stack(s))",
+        *(args.variant, args.seeds, len(seeds), tp.epochs, f"{len(ds.y_train):,}", device),
+        *(precision, per_step, len(stacks)),
+    )
+    batches = -(-len(ds.y_train) // variant.batch_size)
+    progress = Progress(args.variant, args.seeds, tp, stacks, batches)
+    histories, models, pred, nll = train_block(
+        args.variant, variant, config, data, stacks, tp, precision, device, progress
+    )
+    # Written only once every seed has trained (a divergence writes nothing): the checkpoints
+    # and predictions together, then the curves (DVCLive's own writer).
+    with atomic_group():
+        for seed, model in models.items():
+            checkpoint.save(
+                model,
+                args.models / f"seed_{seed}.pt",
+                variant=args.variant,
+                precision=precision,
+                device=str(device),
+                history=histories[seed],
+            )
+        made = made_by(ds, args.data, tp, variant, seeds, device, precision, per_step)
+        predictions.write(args.predictions, seeds, ds.y_test, pred, nll, ds.classes, made)
+    curves.write_live(args.live, histories)
+
+
+def load_data(path: Path, device: torch.device) -> cifar.Dataset:
+    """The data file, read while CUDA makes its context (seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(cifar.load, path)
+        if device.type == "cuda":
+            torch.zeros(1, device=device)
+        return loading.result()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m stages.train", description=__doc__.split("\n")[0]
     )
@@ -256,134 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         required=True,
         help="the .npz of every seed's test predictions, for evaluate",
     )
-    args = parser.parse_args(argv)
-    begun = time.perf_counter()
-
-    # Checked before hours of training, not after: no output goes through a linked folder.
-    for out in (args.models / "seed.pt", args.live / "plots", args.predictions):
-        refuse_linked_folders(out)
-    p = params.load(args.params)
-    if args.variant not in p.variants:
-        raise UserError(
-            f"no variant {args.variant!r} in {args.params}; known: {', '.join(p.variants)}."
-        )
-    variant, tp = p.variants[args.variant], p.train
-    seeds = block_of(args.seeds)
-    channel_stats = stats_file.read(args.stats)
-    device = pick_device(tp.device)
-    precision = pick_precision(tp.precision, device)
-    configure_torch(device, tp.deterministic)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:  # read the data file while CUDA makes its context (seconds)
-        loading = pool.submit(cifar.load, args.data)
-        if device.type == "cuda":
-            torch.zeros(1, device=device)
-        ds = loading.result()
-    data = to_device(ds, device)
-    config = model_config(variant, channel_stats, ds.classes)
-    per_step = seeds_per_step(tp.seeds_per_step, len(seeds), device)
-    stacks = seed_stacks(seeds, per_step)
-    # The work ahead, then (after the second epoch) how long it will take: a CPU run of the
-    # default study is hours, and the user should learn that from the run, not the README.
-    log.info(
-        "train %s seeds %s: %d seed(s) x %d epoch(s) x %s images on %s (%s), %d seed(s) per "
-        "step (%d stack(s)); data on the device in %.2f s",
-        args.variant,
-        args.seeds,
-        len(seeds),
-        tp.epochs,
-        f"{len(ds.y_train):,}",
-        device,
-        precision,
-        per_step,
-        len(stacks),
-        time.perf_counter() - begun,
-    )
-
-    firsts, paces = {g[0] for g in stacks}, []  # each stack's epoch times, as they come
-    total_epochs = tp.epochs * len(stacks)
-
-    def report(seed, epoch, row, seconds):
-        log.info(
-            "%s seed %d epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% "
-            "| lr %.2e | %.2f s",
-            args.variant,
-            seed,
-            epoch + 1,
-            tp.epochs,
-            row["train/loss"],
-            100 * row["train/acc"],
-            row["test/loss"],
-            100 * row["test/acc"],
-            row["lr"],
-            seconds,
-        )
-        if seed not in firsts:
-            return
-        paces.append(seconds)
-        # The first epoch pays the warm-up (allocations, kernel choice, a CUDA graph's
-        # capture): the estimate takes the second one's pace.
-        if len(paces) == 2 and total_epochs > 2:
-            left = seconds * (total_epochs - 2)
-            log.info(
-                "train %s: at the second epoch's pace (%.1f s; the first, %.1f s, warmed up), "
-                "the remaining %d epoch(s) of %d stack(s) need about %s",
-                args.variant,
-                seconds,
-                paces[0],
-                total_epochs - 2,
-                len(stacks),
-                f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s",
-            )
-
-    histories, models, preds, nlls = {}, {}, [], []
-    batches = -(-len(ds.y_train) // tp.batch_size)
-    bar = progress_bar(len(stacks) * tp.epochs * batches, f"train {args.variant}-{args.seeds}")
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    # Log lines go through tqdm.write while the bar is up: never glued onto the bar's line.
-    with logging_redirect_tqdm():
-        for stack in stacks:
-            try:
-                model, stack_histories, (pred, nll) = train_seeds(
-                    args.variant, variant, config, data, stack, tp, precision, report, progress=bar
-                )
-            except torch.OutOfMemoryError:
-                raise UserError(
-                    f"train {args.variant}: a stack of {len(stack)} seed(s) does not fit in the "
-                    f"memory of {device}; set fewer seeds per step, e.g. `train.seeds_per_step: "
-                    f"{max(1, len(stack) // 2)}` in params.yaml (or `dvc exp run -S "
-                    f"train.seeds_per_step={max(1, len(stack) // 2)}`). It is a param because in "
-                    "bf16 the stack size changes the last bits of the results."
-                ) from None
-            histories.update(stack_histories)
-            models.update({seed: model.single(s) for s, seed in enumerate(stack)})
-            preds.append(pred)
-            nlls.append(nll)
-    bar.close()
-    # Written only once every seed has trained (a divergence writes nothing): the checkpoints
-    # and predictions together, then the curves (DVCLive's own writer).
-    with atomic_group():
-        for seed, model in models.items():
-            checkpoint.save(
-                model,
-                args.models / f"seed_{seed}.pt",
-                variant=args.variant,
-                precision=precision,
-                device=str(device),
-                history=histories[seed],
-            )
-        predictions.write(
-            args.predictions,
-            seeds,
-            ds.y_test,
-            np.concatenate(preds),
-            np.concatenate(nlls),
-            ds.classes,
-            made_by(ds, args.data, tp, seeds, device, precision, per_step),
-        )
-    curves.write_live(args.live, histories)
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ def project_params(path: Path, variants: list[str], seeds=("0-9",), **compare) -
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     knobs = raw["variants"]["baseline"]
     raw["variants"] = {name: dict(knobs) for name in variants}
+    raw["study"], raw["studies"] = list(variants), {"blog": list(variants)}
     raw["train"]["seeds"] = list(seeds)
-    raw["compare"].update({"baseline": variants[0], "parents": {}, **compare})
+    raw["compare"].update({"baseline": variants[0], "parents": {}, "tricks": {}, **compare})
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

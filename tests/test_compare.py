@@ -8,8 +8,9 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
-from cifar10_tricks import inference, params, writeup
+from cifar10_tricks import charts, inference, params, writeup
 from cifar10_tricks.errors import UserError
 from stages import compare
 from tests.conftest import fake_results, project_params
@@ -195,7 +196,7 @@ def test_missing_results_name_the_stage(tmp_path):
 
 
 def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
-    """Ctrl-C while compare writes: its eight files are all the old ones, none half-new."""
+    """Ctrl-C while compare writes: its ten files are all the old ones, none half-new."""
     names = ["baseline", "other"]
     blocks = fake_results(
         tmp_path / "results", {"baseline": [0.5, 0.51, 0.52], "other": [0.6, 0.61, 0.6]}
@@ -211,7 +212,7 @@ def test_an_interrupted_compare_keeps_every_old_output(tmp_path, monkeypatch):
     ]
     compare.main(args)
     before = {p.name: p.read_bytes() for p in (tmp_path / "compare").iterdir()}
-    assert len(before) == 8
+    assert len(before) == 10
     report = json.loads((tmp_path / "results/other/0-1/report.json").read_text())
     report["per_seed"] = {str(i): {"micro_f1": 0.9} for i in range(2)}
     (tmp_path / "results/other/0-1/report.json").write_text(json.dumps(report))
@@ -271,3 +272,60 @@ def test_the_json_and_the_answer_name_the_test_and_the_correlation():
     assert ", r=0." in md
     welch = compare.compare(_planted(0.01, r=0.9), params.CompareParams(method="welch"))
     assert welch.to_json()["typical_sd_of"] == "scores" and "Welch's t-test" in welch.method_text
+
+
+def test_the_slide_answers_each_trick_in_both_contexts_in_one_family(tmp_path):
+    """compare.tricks' pairs [with, without]: each trick's effect on a bare model and taken out
+    of the full recipe, with minus without (a pair the ladder compares the other way round is
+    that one test, flipped, not a second one), all in one Holm family; the lead says which help
+    in both, in one, in neither; comparison.json, tricks.csv and tricks.png carry them."""
+    rng = np.random.default_rng(1)
+    base = 0.5 + 0.01 * rng.standard_normal(6)
+
+    def around(shift):
+        return list(base + shift + 0.002 * rng.standard_normal(6))
+
+    scores = {
+        "baseline": list(base),
+        "bare_tanh": around(-0.05),  # relu helps on a bare model
+        "full": around(0.10),
+        "full_tanh": around(0.05),  # ... and in the full recipe
+        "full_mse": around(0.10),  # cross-entropy: no difference in the full recipe
+        "bare_mse": around(-0.04),  # ... but helps on a bare model
+    }
+    names = list(scores)
+    blocks = fake_results(tmp_path / "results", scores, block_size=6)
+    parents = {"bare_tanh": "baseline", "bare_mse": "baseline", "full": "baseline"}
+    parents |= {"full_tanh": "full", "full_mse": "full"}
+    tricks = {
+        "relu": {"bare": [["baseline", "bare_tanh"]], "full": [["full", "full_tanh"]]},
+        "cross_entropy": {"bare": [["baseline", "bare_mse"]], "full": [["full", "full_mse"]]},
+        "dropout": {"full": [["full", "nowhere"]]},  # not in the study: left out
+    }
+    path = project_params(tmp_path / "params.yaml", names, blocks, parents=parents)
+    raw = yaml.safe_load(path.read_text())
+    raw["variants"]["nowhere"] = dict(raw["variants"]["baseline"])
+    raw["compare"]["tricks"] = tricks
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = tmp_path / "compare"
+    args = ["--params", str(path), "--results", str(tmp_path / "results"), "--out", str(out)]
+    compare.main(args)
+    table = json.loads((out / "comparison.json").read_text())
+    relu_bare = table["tricks"]["relu"]["bare"][0]
+    assert (relu_bare["with"], relu_bare["without"]) == ("baseline", "bare_tanh")
+    vs_parent = table["variants"]["bare_tanh"]
+    assert relu_bare["diff"] == pytest.approx(-vs_parent["diff_vs_parent"])  # the same test
+    assert relu_bare["p_adj"] == vs_parent["p_adj_vs_parent"]
+    assert relu_bare["ci_adj_low"] == pytest.approx(-vs_parent["ci_adj_high_vs_parent"])
+    assert relu_bare["verdict"] == "helps" and vs_parent["verdict_vs_parent"] == "hurts"
+    # Every pair is already a vs-parent or vs-baseline comparison: the family is those, once.
+    assert table["comparisons"] == 7  # 5 vs baseline, full_tanh and full_mse vs full
+    assert "dropout" not in table["tricks"]
+    md = (out / "comparison.md").read_text()
+    assert "## LeCun's slide, trick by trick" in md
+    assert "- **Helps in both contexts:** relu." in md
+    assert "- **Helps on a bare model only:** cross_entropy." in md
+    assert "- **Could not be told apart in at least one context:** cross_entropy." in md
+    rows = (out / "tricks.csv").read_text().splitlines()
+    assert rows[0] == ",".join(charts.TRICK_FIELDS) and len(rows) == 1 + 4
+    assert (out / "tricks.png").read_bytes()[:4] == b"\x89PNG"

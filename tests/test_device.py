@@ -116,8 +116,8 @@ def test_deterministic_runs_without_the_nan_fill_repeat_bit_for_bit(data):
     from tests.conftest import STATS
 
     device.configure_torch(torch.device("cpu"), deterministic=True)
-    v = params.Variant(dropout_conv=0.2)
-    tp = params.TrainParams(epochs=1, batch_size=32, seeds=(0, 1), device="cpu", precision="fp32")
+    v = params.Variant(dropout_conv=0.2, batch_size=32)
+    tp = params.TrainParams(epochs=1, seeds=(0, 1), device="cpu", precision="fp32")
     cfg = model_config(v, STATS, cifar.CLASSES)
     a, b = (train_seeds("v", v, cfg, data, (0, 1), tp, "fp32")[0] for _ in range(2))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

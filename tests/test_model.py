@@ -46,7 +46,7 @@ def _dropout_calls(cfg, train=True, seeds=(0,), masks="streams"):
     model = Net(cfg, seeds).train(train)
     model.cpu_masks = masks
     calls = []
-    inner = model._relu_dropout
+    inner = model._activate_dropout
 
     def record(x, p, layer, pool=False):
         alive = F.relu(x) != 0
@@ -57,7 +57,7 @@ def _dropout_calls(cfg, train=True, seeds=(0,), masks="streams"):
         )
         return F.max_pool2d(out, 2) if pool else out
 
-    model._relu_dropout = record
+    model._activate_dropout = record
     model(images(64))
     return calls
 
@@ -96,7 +96,9 @@ def test_cpu_dropout_scales_kept_values_and_its_gradient_is_relus_through_the_ke
     same bits); the gradient flows exactly where the output is non-zero, scaled alike."""
     model = Net(ModelConfig(dropout_conv=0.25)).train()
     x0 = torch.randn(8, 32, 30, 30, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    out = model._relu_dropout(x0 * 1.0, 0.25, 0)  # x0 * 1.0: the layer works in place on its input
+    out = model._activate_dropout(
+        x0 * 1.0, 0.25, 0
+    )  # x0 * 1.0: the layer works in place on its input
     kept = out != 0
     assert 0.6 < kept.float().sum().item() / (x0 > 0).sum().item() < 0.9
     torch.testing.assert_close(out[kept], F.relu(x0)[kept] * (1 / 0.75), rtol=0, atol=0)

@@ -21,23 +21,28 @@ def raw() -> dict:
 
 def test_project_params_load(raw):
     p = params.load(ROOT / "params.yaml")
-    assert list(p.variants) == [
-        "baseline",
-        "norm_inputs",
-        "lr_schedule",
-        "weight_decay",
-        "init_weights",
-        "dropout_dense",
-        "dropout_conv",
-        "dropout_both",
-    ]
+    assert (
+        list(p.study)
+        == list(p.studies["blog"])
+        == list(p.variants)[:8]
+        == [
+            "baseline",
+            "norm_inputs",
+            "lr_schedule",
+            "weight_decay",
+            "init_weights",
+            "dropout_dense",
+            "dropout_conv",
+            "dropout_both",
+        ]
+    )
     assert (
         p.train.seeds == ("0-9",)
         and p.train.all_seeds == tuple(range(10))
         and p.train.seeds_per_step == "auto"
         and p.train.epochs == 10
-        and p.train.batch_size == 64
     )
+    assert {v.batch_size for v in p.studied.values()} == {64}
     assert p.data.source == "cifar10" and p.data.md5 is None
     assert p.variants["lr_schedule"].lr_decay == 0.8
     assert (
@@ -59,6 +64,62 @@ def test_ladder_changes_one_trick_per_rung(raw):
     assert diff("dropout_dense", "init_weights") == {"dropout_dense"}
     assert diff("dropout_conv", "init_weights") == {"dropout_conv"}
     assert diff("dropout_both", "init_weights") == {"dropout_conv", "dropout_dense"}
+
+
+def test_the_blogs_eight_keep_the_blogs_recipe_for_the_slides_knobs(raw):
+    """The knobs the blog took for granted are at the blog's values in its eight rungs: ReLU,
+    cross-entropy, Adam with no momentum, batches of 64, a fresh order every epoch, L2 from the
+    first step."""
+    p = params.parse(raw)
+    for name in p.studies["blog"]:
+        v = p.variants[name]
+        assert (v.activation, v.loss, v.optimizer, v.momentum) == (
+            "relu",
+            "cross_entropy",
+            "adam",
+            0,
+        )
+        assert (v.batch_size, v.shuffle, v.regularize_from) == (64, "every_epoch", 0), name
+
+
+def test_the_slide_study_takes_one_trick_out_at_a_time(raw):
+    """Each full_<x> differs from full, and each bare_<x> from the blog's baseline, in the knobs
+    of one trick only; full is dropout_both with L2 from epoch 3; every trick pair names two
+    variants of the slide study, each pair differing in its trick's knobs."""
+    p = params.parse(raw)
+    v = p.variants
+
+    def diff(a, b):
+        return {k for k in vars(v[a]) if getattr(v[a], k) != getattr(v[b], k)}
+
+    assert diff("full", "dropout_both") == {"regularize_from"}
+    assert v["full"].regularize_from > 0
+    knobs = {
+        "tanh": {"activation"},
+        "sigmoid": {"activation"},
+        "mse": {"loss"},
+        "sgd": {"optimizer", "lr"},
+        "momentum": {"optimizer", "momentum", "lr"},
+        "batch1024": {"batch_size"},
+        "once": {"shuffle"},
+        "sorted": {"shuffle"},
+        "no_norm": {"normalize"},
+        "no_schedule": {"lr", "lr_decay"},
+        "no_l2": {"weight_decay"},
+        "default_init": {"init"},
+        "no_dropout": {"dropout_conv", "dropout_dense"},
+    }
+    for name in p.studies["slide"]:
+        if name.startswith("full_"):
+            assert diff(name, "full") == knobs[name[5:]], name
+        elif name.startswith("bare_"):
+            assert diff(name, "baseline") == knobs[name[5:]], name
+    slide = set(p.studies["slide"])
+    assert set(p.studies["blog"]) < slide and len(slide) == 30
+    for trick, contexts in p.compare.tricks.items():
+        for pairs in contexts.values():
+            for with_, without in pairs:
+                assert {with_, without} <= slide and diff(with_, without), (trick, with_, without)
 
 
 def _load_text(tmp_path, text: str):
@@ -161,9 +222,32 @@ _DELETE = object()
         (("variants", "baseline", "l1"), -1, r"l1 = -1 .*\[0, 1\]"),
         (("variants", "baseline", "normalize"), "yes", r"normalize = 'yes' is not true or false"),
         (("variants", "baseline", "init"), "xavier", r"init = 'xavier' .*default, kaiming_uniform"),
-        (("variants", "baseline", "momentum"), 0.9, r"variants.baseline: unknown key 'momentum'"),
+        (("variants", "baseline", "beta"), 0.9, r"variants.baseline: unknown key 'beta'"),
+        (("variants", "baseline", "activation"), "gelu", r"activation = 'gelu' .*relu, tanh, sig"),
+        (("variants", "baseline", "loss"), "hinge", r"loss = 'hinge' .*cross_entropy, mse"),
+        (("variants", "baseline", "optimizer"), "rmsprop", r"optimizer = 'rmsprop' .*adam, sgd"),
+        (
+            ("variants", "baseline", "momentum"),
+            0.9,
+            r"baseline.momentum = 0.9 .*with optimizer adam",
+        ),
+        (("variants", "bare_sgd", "momentum"), 1.0, r"bare_sgd.momentum = 1.0 .*\[0, 1\)"),
+        (("variants", "baseline", "batch_size"), 0, r"baseline.batch_size = 0 .*from 1 to 100,000"),
+        (("variants", "baseline", "shuffle"), "never", r"shuffle = 'never' .*every_epoch, once, s"),
+        (
+            ("variants", "baseline", "regularize_from"),
+            -1,
+            r"regularize_from = -1 .*from 0 to 10,000",
+        ),
+        (("train", "batch_size"), 64, r"train: unknown key 'batch_size'"),
+        (("study",), [], r"study = \[\] is not allowed; it must be a list of the variants"),
+        (("study",), ["baseline", "nope"], r"study: 'nope' is not a variant"),
+        (("study",), ["baseline", "baseline"], r"study: 'baseline' is listed twice"),
+        (("study",), ["norm_inputs"], r"compare.baseline = 'baseline' is not in `study`"),
+        (("studies", "slide"), ["x"], r"studies.slide: 'x' is not a variant"),
+        (("compare", "tricks", "relu"), {"bare": [["baseline"]]}, r"tricks.relu.bare = .*pairs"),
+        (("compare", "tricks", "relu"), {"alone": []}, r"compare.tricks.relu = .*bare and/or full"),
         (("train", "epochs"), 0, r"train.epochs = 0 .*an integer from 1 to 10,000"),
-        (("train", "batch_size"), 0, r"train.batch_size = 0 .*from 1 to 100,000"),
         (("train", "epochs"), 2.5, r"train.epochs = 2.5 is not an integer"),
         (("train", "epochs"), True, r"train.epochs = True is not an integer"),
         (("train", "seeds"), [], r"train.seeds = \[\] .*a list of blocks of seeds, each an"),
@@ -208,7 +292,7 @@ _DELETE = object()
             "1e-3",
             r"lr = '1e-3' is not a number",
         ),  # quoted: a string
-        (("compare", "baseline"), "nope", r"compare.baseline = 'nope' is not a variant"),
+        (("compare", "baseline"), "nope", r"compare.baseline = 'nope' is not in `study`"),
         # A parent that is the variant itself, unknown, or in a loop (a variant without an
         # entry builds on the one before it): the variant would vanish from the answer.
         (

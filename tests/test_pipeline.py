@@ -76,6 +76,54 @@ def full_run(tmp_path_factory):
     return proj
 
 
+# The commit before the slide's knobs (#37): the blog's eight must train as they did there.
+BEFORE_THE_SLIDE = "ac3f71b1f31c"
+
+
+def test_the_blogs_eight_give_the_results_they_gave_before_the_slides_knobs(full_run, tmp_path):
+    """The tiny study of ``full_run``, run again from the checkout before the slide's knobs
+    existed: every variant's scores, report, confusion counts and fp32 predictions are the same
+    bytes (the models' weights too; their files gain the config's new `activation`)."""
+    import tarfile
+
+    root = Path(__file__).resolve().parents[1]
+    found = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "-q", "--verify", f"{BEFORE_THE_SLIDE}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        pytest.skip(f"this checkout lacks commit {BEFORE_THE_SLIDE} (a shallow clone?)")
+    archive = tmp_path / "before.tar"
+    subprocess.run(
+        ["git", "-C", str(root), "archive", "-o", str(archive), BEFORE_THE_SLIDE], check=True
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "before", filter="data")
+    old = make_project(tmp_path / "old", source=tmp_path / "before")
+    raw = old.params()
+    raw["train"].update({"epochs": 1, "seeds": ["0-1"]})
+    old.set_params(raw)
+    old.dvc("repro")
+    import torch
+
+    for name in full_run.params()["study"]:
+        for file in ("metrics.json", "report.json", "confusion.csv"):
+            new, was = (p.path / "results" / name / "0-1" / file for p in (full_run, old))
+            assert new.read_bytes() == was.read_bytes(), (name, file)
+        new, was = (p.path / "runs" / name / "0-1" / "predictions.npz" for p in (full_run, old))
+        assert new.read_bytes() == was.read_bytes(), name
+        for seed in (0, 1):
+            new, was = (
+                torch.load(p.path / "models" / name / "0-1" / f"seed_{seed}.pt", weights_only=True)
+                for p in (full_run, old)
+            )
+            assert new["state_dict"].keys() == was["state_dict"].keys()
+            assert all(
+                torch.equal(new["state_dict"][k], was["state_dict"][k]) for k in was["state_dict"]
+            )
+
+
 def test_a_first_run_is_quiet(full_run):
     """A project's first `dvc repro` (no dvc.lock, no cache, as in a fresh clone) prints no
     warning, DVC's or Python's, and no traceback."""
@@ -97,7 +145,7 @@ def own_run(full_run, tmp_path):
 
 
 def test_every_variant_has_metrics_and_plot_data(full_run):
-    variants = list(full_run.params()["variants"])
+    variants = list(full_run.params()["study"])
     assert len(variants) == 8
     for name in variants:
         res, run = full_run.path / "results" / name / "0-1", full_run.path / "runs" / name / "0-1"
@@ -144,7 +192,7 @@ def test_one_variants_dag_fits_a_terminal(full_run):
 
 def test_compare_covers_every_variant(full_run):
     table = json.loads((full_run.path / "compare/comparison.json").read_text())
-    variants = list(full_run.params()["variants"])
+    variants = list(full_run.params()["study"])
     assert list(table["variants"]) == variants
     assert table["variants"]["dropout_both"]["vs_parent"] == "init_weights"
     assert table["variants"]["norm_inputs"]["vs_parent"] == "baseline"
@@ -473,7 +521,7 @@ def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
         "test_loss_per_epoch",
     ], charts
     assert sorted(charts[4:]) == sorted(
-        f"results_{n}_0-1_confusion_csv" for n in full_run.params()["variants"]
+        f"results_{n}_0-1_confusion_csv" for n in full_run.params()["study"]
     )
     assert "cdn.jsdelivr.net" not in html
     dom, log = _render(out / "index.html", tmp_path / "profile")
@@ -577,7 +625,7 @@ def test_plots_diff_marks_the_rungs_that_changed_in_a_forest_plot_that_fits_a_sc
     vs its parent (named) above vs the baseline.  In `dvc plots diff` a rung that changed is
     marked and drawn once per revision, the others once; with every rung changed (eight rungs,
     two revisions) the chart still fits one screen, and no two labels overlap."""
-    variants = list(own_run.params()["variants"])[1:]  # the baseline has no comparison
+    variants = list(own_run.params()["study"])[1:]  # the baseline has no comparison
     committed = (own_run.path / "compare/effects.csv").read_text()
     same = _forest(own_run, "HEAD", tmp_path / "same")
     assert same["rungs"] == variants  # ladder order, nothing marked changed
@@ -622,7 +670,7 @@ def test_team_shares_runs_and_experiments_through_git_and_a_dvc_remote(tmp_path)
     a.run("git", "init", "-q", "--bare", "-b", "main", str(origin))
     raw = a.params()
     raw["train"].update({"epochs": 1, "seeds": ["0-1"]})
-    raw["variants"] = {k: raw["variants"][k] for k in ("baseline", "norm_inputs")}
+    raw["study"] = ["baseline", "norm_inputs"]  # the other variants stay defined, untrained
     raw["compare"]["parents"] = {}
     a.set_params(raw)
     a.dvc("remote", "add", "-d", "storage", str(storage))
@@ -950,7 +998,7 @@ def test_more_seeds_train_only_the_new_seeds_and_fewer_retrain_nothing(own_run):
     out = own_run.dvc("repro")
     log = out.stdout + out.stderr
     ran = re.findall(r"Running stage '([^']+)'", log)
-    variants = list(raw["variants"])
+    variants = list(raw["study"])
     assert sorted(ran) == sorted(
         ["compare"] + [f"{kind}@{v}-2-3" for kind in ("train", "evaluate") for v in variants]
     ), ran
@@ -990,3 +1038,36 @@ def test_after_more_seeds_the_readmes_way_back_leaves_git_and_dvc_clean(own_run)
     assert own_run.git("status", "--porcelain") == ""
     assert "up to date" in own_run.dvc("status").stdout
     assert not list(own_run.path.glob("results/*/2-3"))
+
+
+def test_the_slide_study_runs_with_one_command_and_answers_each_trick_twice(own_run):
+    """`cifar10-tricks study slide` on the committed tiny study: the 22 variants the blog's
+    study lacks train (the blog's eight are reused), and comparison.md answers every trick of
+    the slide on a bare model and taken out of the full recipe, in one Holm family."""
+    import sys
+
+    out = own_run.run(sys.executable, "-m", "cifar10_tricks.command", "study", "slide")
+    log = out.stdout + out.stderr
+    assert log.splitlines()[0].startswith("dvc exp run -S 'study=[baseline,norm_inputs,")
+    p = own_run.params()
+    blog, slide = p["studies"]["blog"], p["studies"]["slide"]
+    trained = set(re.findall(r"Running stage 'train@(\w+)-0-1'", log))
+    assert trained == set(slide) - set(blog), trained
+    table = json.loads((own_run.path / "compare/comparison.json").read_text())
+    assert list(table["variants"]) == slide
+    assert set(table["tricks"]) == set(p["compare"]["tricks"])
+    for trick, contexts in table["tricks"].items():
+        assert set(contexts) == set(p["compare"]["tricks"][trick]), trick
+    md = (own_run.path / "compare/comparison.md").read_text()
+    assert "## LeCun's slide, trick by trick" in md and "- **Helps in both contexts:**" in md
+    for trick in p["compare"]["tricks"]:
+        assert f"- {trick}: " in md
+    # One family: the trick pairs are the table's comparisons, counted once.
+    assert table["comparisons"] == len(
+        {
+            frozenset((n, r[k]))
+            for n, r in table["variants"].items()
+            for k in r
+            if k.startswith("vs_")
+        }
+    )

@@ -3,6 +3,7 @@ share, the step function itself, and the CUDA-graph step's bookkeeping (on the C
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cifar10_tricks import cifar, params
@@ -25,15 +26,15 @@ def test_fresh_stack_builds_seeded_models_adam_and_sums_on_the_datas_device(data
     assert torch.initial_seed() == 3  # torch's global generator, from the stack's first seed
 
 
-def test_the_stacks_step_is_train_step_with_its_arguments_bound(data):
-    """On the CPU the stage's step is exactly train_step: one call of each from the same start
-    ends with the same weights, Adam state and sums, bit for bit."""
+def test_the_stacks_step_is_train_step(data):
+    """On the CPU the benchmarks' ``Stack.step`` is exactly train_step: one call of each from
+    the same start ends with the same weights, Adam state and sums, bit for bit."""
     v = params.Variant(lr=2e-3, weight_decay=1e-4, l1=1e-5, dropout_dense=0.2)
     cfg = model_config(v, STATS, cifar.CLASSES)
     a, b = (fresh_stack(cfg, (0, 1), v, data, "fp32") for _ in range(2))
     idx = torch.arange(64).view(2, 32)
     a.step(idx)
-    train_step(b.model, b.opt, data, b.sums, "fp32", v.l1, idx)
+    train_step(b, idx)
     assert torch.equal(a.sums, b.sums) and a.sums[:, 1].sum() > 0
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
@@ -69,16 +70,22 @@ def test_loss_sums_the_seeds_so_each_gradient_is_its_own():
         )
 
 
-def test_graph_capture_restores_params_masks_step_adam_state_and_sums(data, monkeypatch):
+@pytest.mark.parametrize(
+    "knobs", [{}, {"optimizer": "sgd", "momentum": 0.9, "activation": "tanh"}], ids=["adam", "sgd"]
+)
+def test_graph_capture_restores_params_masks_step_optimizer_state_and_sums(
+    data, monkeypatch, knobs
+):
     """What GraphedStep saves around its warm-up steps comes back exactly (checked on CPU, on
-    the masks CUDA draws): the warm-up draws none of the real steps' masks."""
+    the masks CUDA draws): the warm-up draws none of the real steps' masks, and Adam's moments
+    or SGD's momentum buffers are as they were."""
     monkeypatch.setattr(Net, "cpu_masks", "hashed")
-    v = params.Variant(dropout_conv=0.2)
+    v = params.Variant(dropout_conv=0.2, **knobs)
     t = fresh_stack(
         model_config(v, STATS, cifar.CLASSES), (0,), v, data, "fp32"
     )  # eager on the CPU
     model, opt, sums, step = t.model, t.opt, t.sums, t.step
-    graphed = GraphedStep(step, model, opt, sums)
+    graphed = GraphedStep(t)
 
     fresh = graphed._snapshot()  # before any step: no Adam state yet
     step(torch.arange(32).view(1, 32))
@@ -98,3 +105,17 @@ def test_graph_capture_restores_params_masks_step_adam_state_and_sums(data, monk
         for k, v in st.items():
             torch.testing.assert_close(v, mid[1][p][k])
     torch.testing.assert_close(sums, mid[2])
+
+
+def test_mse_is_the_brier_score_of_the_softmax_per_seed():
+    """loss mse: each seed's mean over its images of sum_c (softmax_c - onehot_c)^2, summed over
+    seeds; the NLL returned is the same as with cross-entropy (the curves report it for all)."""
+    model = Net(model_config(params.Variant(), STATS, cifar.CLASSES))
+    log_probs = torch.log_softmax(torch.randn(2, 4, 10), -1)
+    y = torch.randint(0, 10, (2, 4))
+    loss, nll = loss_fn(model, log_probs, y, l1=0.0, kind="mse")
+    onehot = torch.nn.functional.one_hot(y, 10).float()
+    brier = ((log_probs.exp() - onehot) ** 2).sum(-1).mean(1).sum()
+    torch.testing.assert_close(loss, brier)
+    _, nll_ce = loss_fn(model, log_probs, y, l1=0.0)
+    assert torch.equal(nll, nll_ce)

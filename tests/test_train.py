@@ -23,7 +23,7 @@ from tests.conftest import CPU, STATS
 
 def tp(**kw) -> params.TrainParams:
     return dataclasses.replace(
-        params.TrainParams(epochs=2, batch_size=32, seeds=(0,), device="cpu", precision="fp32"),
+        params.TrainParams(epochs=2, seeds=(0,), device="cpu", precision="fp32"),
         **kw,
     )
 
@@ -35,8 +35,9 @@ def run(data, variant=None, seed=0, **kw):
 
 
 def run_stack(data, variant=None, seeds=(0,), **kw):
-    """Seeds trained together: (the stacked model, each seed's history)."""
-    variant = variant or params.Variant()
+    """Seeds trained together: (the stacked model, each seed's history); batches of 32 unless
+    ``batch_size`` says."""
+    variant = dataclasses.replace(variant or params.Variant(), batch_size=kw.pop("batch_size", 32))
     cfg = model_config(variant, STATS, cifar.CLASSES)
     model, histories, _ = train_seeds("v", variant, cfg, data, seeds, tp(**kw), "fp32")
     return model, histories
@@ -80,17 +81,34 @@ def test_seed_in_a_stack_of_three_trains_as_it_does_alone(data):
     assert not torch.allclose(stack.single(0).fc2.weight, one.fc2.weight)
 
 
-def test_dropout_seed_in_a_stack_trains_as_alone_on_the_cpu(data):
+# The slide's knobs that reach the step's path: the activation the masks follow, the loss,
+# SGD's update (capturable on CUDA).
+SLIDE_KNOBS = [
+    {},
+    {"activation": "tanh"},
+    {"activation": "sigmoid", "optimizer": "sgd", "momentum": 0.9, "lr": 0.01},
+    {"loss": "mse", "optimizer": "sgd", "lr": 0.05},
+]
+
+
+@pytest.mark.parametrize(
+    "knobs", SLIDE_KNOBS, ids=lambda k: "-".join(map(str, k.values())) or "blog"
+)
+def test_dropout_seed_in_a_stack_trains_as_alone_on_the_cpu(data, knobs):
     """On the CPU a seed's dropout masks come from its own streams, so even with dropout a
-    stack changes nothing for a seed (off the CPU the hashed masks keep the same property)."""
-    v = params.Variant(dropout_conv=0.2, dropout_dense=0.3)
+    stack changes nothing for a seed (off the CPU the hashed masks keep the same property),
+    whatever the activation, loss and optimizer."""
+    v = params.Variant(dropout_conv=0.2, dropout_dense=0.3, **knobs)
     alone, _ = run(data, v, seed=2, epochs=1)
     stack, _ = run_stack(data, v, (5, 2), epochs=1)
     for name, p in alone.state_dict().items():
         torch.testing.assert_close(stack.single(1).state_dict()[name], p, rtol=1e-4, atol=1e-5)
 
 
-def test_dropout_seed_in_a_stack_trains_as_alone_on_the_gpus_path(data, monkeypatch):
+@pytest.mark.parametrize(
+    "knobs", SLIDE_KNOBS, ids=lambda k: "-".join(map(str, k.values())) or "blog"
+)
+def test_dropout_seed_in_a_stack_trains_as_alone_on_the_gpus_path(data, monkeypatch, knobs):
     """On the path every device but the CPU takes (hashed masks, run here on the CPU), 20 steps
     of the dropout_both rung end where seed 1 ends alone: second in a stack of 3, or first in a
     stack of 2.  (The masks themselves are equal exactly: test_dropout.py.  The weights agree
@@ -98,7 +116,7 @@ def test_dropout_seed_in_a_stack_trains_as_alone_on_the_gpus_path(data, monkeypa
     flip on the grouped kernels' last bits, which in other rungs grows to 1e-3 over 20 steps,
     on either mask source.)"""
     monkeypatch.setattr(Net, "cpu_masks", "hashed")
-    v = params.Variant(**TUNED, dropout_conv=0.2, dropout_dense=0.2)
+    v = params.Variant(**{**TUNED, **knobs}, dropout_conv=0.2, dropout_dense=0.2)
     sub = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
     alone, _ = run(sub, v, seed=1, epochs=1, batch_size=8)
     runs = [run_stack(sub, v, (0, 1, 2), epochs=1, batch_size=8)[0].single(1)]
@@ -351,7 +369,7 @@ def test_stage_writes_models_curves_and_the_predictions_evaluate_scores(
     # It says the work ahead at its start (the estimate waits for a second epoch: 2 here).
     assert "train dropout_both seeds 5-7: 3 seed(s) x 1 epoch(s) x 250 images on cpu" in caplog.text
     assert "(2 stack(s))" in caplog.text
-    assert "second epoch's pace" not in caplog.text
+    assert "at the second's pace" not in caplog.text
 
 
 def test_the_time_estimate_takes_the_second_epochs_pace_not_the_warm_up(
@@ -361,13 +379,15 @@ def test_the_time_estimate_takes_the_second_epochs_pace_not_the_warm_up(
     the second, and estimates what is left at its pace."""
     caplog.set_level("INFO", logger="cifar10_tricks")
     _train_stage(tmp_path, small_archive, "baseline", "0-2", {"epochs": 2, "seeds_per_step": 1})
-    said = [r.getMessage() for r in caplog.records if "second epoch's pace" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "at the second's pace" in r.getMessage()]
     assert len(said) == 1, caplog.text
     assert re.search(
-        r"at the second epoch's pace \([\d.]+ s; the first, [\d.]+ s, warmed up\), the "
-        r"remaining 4 epoch\(s\) of 3 stack\(s\) need about \d+ s",
+        r"4 more epoch\(s\) at the second's pace \([\d.]+ s; the first warmed up, [\d.]+ s\): "
+        r"about \d+ s",
         said[0],
     )
+    # Every line a train stage prints fits 120 columns, at the slide's longest variant name.
+    assert max(len(r.getMessage()) for r in caplog.records) <= 120 - len("full_default_init")
 
 
 def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, monkeypatch):
@@ -378,26 +398,33 @@ def test_seed_s_gives_every_variant_the_same_batches_and_initial_weights(data, m
     from stages import train as stage
 
     batches, initial = {}, {}
-    real_fresh_stack = stage.fresh_stack
+    real_fresh_stack, real_step = stage.fresh_stack, stage.train_step
 
     def spy(config, seeds, variant, data, precision, cuda_graphs=True):
         t = real_fresh_stack(config, seeds, variant, data, precision, cuda_graphs)
-        step, calls = t.step, batches.setdefault((variant, seeds), [])
-
-        def recorded(idx):
-            calls.append(idx.clone())
-            step(idx)
-
-        t.step = recorded
         initial[(variant, seeds)] = {k: p.detach().clone() for k, p in t.model.named_parameters()}
         return t
 
+    def recorded(stack, idx, regularize=True):  # the loop calls train_step by name
+        batches.setdefault((stack.variant, stack.model.seeds), []).append(idx.clone())
+        real_step(stack, idx, regularize)
+
     monkeypatch.setattr(stage, "fresh_stack", spy)
-    plain = params.Variant()
+    monkeypatch.setattr(stage, "train_step", recorded)
+    plain = params.Variant(batch_size=32)
     tuned = params.Variant(
-        normalize=True, lr=2e-3, lr_decay=0.8, weight_decay=1e-4, l1=1e-5, dropout_conv=0.2
+        normalize=True,
+        lr=2e-3,
+        lr_decay=0.8,
+        weight_decay=1e-4,
+        l1=1e-5,
+        dropout_conv=0.2,
+        regularize_from=1,
+        loss="mse",
+        activation="tanh",
+        batch_size=32,
     )
-    kaiming = params.Variant(init="kaiming_uniform")
+    kaiming = params.Variant(init="kaiming_uniform", optimizer="sgd", momentum=0.9, batch_size=32)
     small = dataclasses.replace(data, x_train=data.x_train[:64], y_train=data.y_train[:64])
     for variant in (plain, tuned, kaiming):
         run(small, variant, seed=1, epochs=2)
@@ -479,11 +506,9 @@ def test_progress_counts_every_batch_of_every_epoch(data):
             self.n += k
 
     counter = Counter()
-    variant = params.Variant()
+    variant = params.Variant(batch_size=32)
     cfg = model_config(variant, STATS, cifar.CLASSES)
-    train_seeds(
-        "v", variant, cfg, data, (0, 1), tp(epochs=2, batch_size=32), "fp32", progress=counter
-    )
+    train_seeds("v", variant, cfg, data, (0, 1), tp(epochs=2), "fp32", progress=counter)
     assert counter.n == 2 * -(-len(data.x_train) // 32)
 
 
@@ -505,6 +530,67 @@ def test_a_last_step_that_diverges_writes_nothing(tmp_path, small_archive):
         match=r"variant 'baseline', seed 0, epoch 1: the trained weights .* not finite .*"
         r"variants.baseline.lr \(now 1000000.0\)",
     ):
-        _train_stage(tmp_path, small_archive, "baseline", "0", {"batch_size": 250}, {"lr": 1e6})
+        _train_stage(tmp_path, small_archive, "baseline", "0", {}, {"lr": 1e6, "batch_size": 250})
     assert not (tmp_path / "models").exists() and not (tmp_path / "live").exists()
     assert not (tmp_path / "p.npz").exists()
+
+
+KNOB_FLIPS = {
+    "activation": ["tanh", "sigmoid"],
+    "loss": ["mse"],
+    "optimizer": ["sgd"],
+    "momentum": [0.9],  # with optimizer sgd, below
+    "batch_size": [16],
+    "shuffle": ["once", "sorted"],
+    "regularize_from": [1],  # with weight_decay and l1 on, below
+}
+
+
+@pytest.mark.parametrize(
+    "knob, value", [(k, v) for k, values in KNOB_FLIPS.items() for v in values]
+)
+def test_every_slide_knob_changes_the_trained_weights(data, knob, value):
+    """A knob that changes nothing is a bug: flipped on a short run (2 epochs, 2 seeds), each of
+    the slide's knobs ends with other weights than the same run without it."""
+    base = params.Variant(
+        weight_decay=1e-2, l1=1e-4, dropout_conv=0.2, lr=0.01 if knob == "momentum" else 1e-3
+    )
+    if knob == "momentum":
+        base = dataclasses.replace(base, optimizer="sgd")
+    small = dataclasses.replace(data, x_train=data.x_train[:96], y_train=data.y_train[:96])
+    flipped = dataclasses.replace(base, **{knob: value})
+    batch = {"batch_size": value} if knob == "batch_size" else {}  # run_stack sets the batch
+    a, _ = run_stack(small, base, (0, 1), epochs=2)
+    b, _ = run_stack(small, flipped, (0, 1), epochs=2, **batch)
+    assert not torch.equal(a.conv1.weight, b.conv1.weight), knob
+    # ... and the blog's defaults are the same run as the Variant() defaults, bit for bit.
+    c, _ = run_stack(small, base, (0, 1), epochs=2)
+    assert torch.equal(a.conv1.weight, c.conv1.weight)
+
+
+def test_regularisation_waits_for_its_epoch(data):
+    """regularize_from 1: the first epoch trains exactly as with no L2 and no L1 at all; the
+    second does not."""
+    small = dataclasses.replace(data, x_train=data.x_train[:64], y_train=data.y_train[:64])
+    late = params.Variant(weight_decay=0.05, l1=1e-3, regularize_from=1)
+    none = params.Variant()
+    one_late, _ = run_stack(small, late, (0,), epochs=1)
+    one_none, _ = run_stack(small, none, (0,), epochs=1)
+    assert torch.equal(one_late.conv1.weight, one_none.conv1.weight)
+    two_late, _ = run_stack(small, late, (0,), epochs=2)
+    two_none, _ = run_stack(small, none, (0,), epochs=2)
+    assert not torch.equal(two_late.conv1.weight, two_none.conv1.weight)
+
+
+def test_shuffle_once_repeats_the_first_order_and_sorted_goes_by_class(data):
+    from cifar10_tricks.step import Orders
+
+    once = Orders("once", (0, 1), data.y_train)
+    first, second = once.epoch(), once.epoch()
+    assert torch.equal(first, second) and not torch.equal(first[0], first[1])
+    every = Orders("every_epoch", (0, 1), data.y_train)
+    assert torch.equal(every.epoch(), first)  # the same first epoch as once
+    assert not torch.equal(every.epoch(), first)
+    by_class = Orders("sorted", (0, 1), data.y_train).epoch()
+    labels = data.y_train[by_class[0]]
+    assert torch.equal(labels, labels.sort().values) and torch.equal(by_class[0], by_class[1])
