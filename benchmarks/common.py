@@ -48,7 +48,12 @@ def commit() -> dict:
     """The git commit measured, and whether the work tree differed from it."""
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        try:  # a machine without git (a lent GPU's image) still gets its report
+            out = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return ""
         return out.stdout.strip()
 
     return {

@@ -1,33 +1,36 @@
 """The GPU check: one prepared command for a lent GPU, which runs on a CPU too (``--quick``).
 
-    python -m benchmarks.gpu_check --out bench-out/gpu                   # on a GPU, < 8 min
+    python -m benchmarks.gpu_check --out bench-out/gpu                   # on a GPU, < 10 min
+    python -m benchmarks.gpu_check --out bench-out/gpu --parts first     # the first 4 min only
     python -m benchmarks.gpu_check --out DIR --quick                     # every part, tiny, CPU
 
-Parts, in order, each within a hard time budget (``BUDGET_S``, 8 minutes in all); the report
-is rewritten as each ends, so a time-out keeps what was measured, and the command exits 1
-(after writing it) when any part failed:
+Parts, in order, each in a process of its own within a hard time budget (``BUDGET_S``): past
+it the part's whole process group is killed and what it printed is kept; a part that fails
+(no git, no DVC, an import) is named in the report and the others still run; the report is
+rewritten as each part ends; the command exits 1 (after writing it) when any part failed:
 
-  tests     the CUDA-only tests (pytest; skipped, and said so, without CUDA), a bitwise
-            repeat (one variant's 10 seeds trained twice under ``deterministic: true``) and
-            three checks on the device: a stacked seed with dropout ends where it ends
-            alone; the graphed step ends where the eager one does, in fp32 (with the
-            largest difference); the lr the graph reads decays each epoch
+  first     what matters most: the trainer's epoch and step time at S = 1 and S = 10 seeds
+            for baseline, dropout_both and the slide's knobs on the GPU's path (full_tanh,
+            full_momentum); then a stacked seed ends where it ends alone (same layout), the
+            graphed step ends where the eager one does (fp32), the lr the graph reads decays
+            each epoch, 10 seeds trained twice are bitwise equal; evaluation in batches of 256
+            against the device's own size
+  tests     the CUDA-only tests (pytest): passed, failed, or skipped (a failure on a GPU)
   step      one training step (forward, backward, Adam) of S = 1 and S = 10 seeds, ms per
             step, for each memory layout (NCHW, channels_last) x deterministic on/off x way
             (``trainer``: the stage's own step from cifar10_tricks.step.fresh_stack,
             replayed from a CUDA graph on CUDA; ``grouped``, ``vmap``, ``sequential``:
-            benchmarks.bench_stack's);
-            per conv layer of the stack of 10, forward / input-gradient / weight-gradient
-            time in each layout; the kernels torch.profiler sees over 5 steps of the
-            default step, after its graph was captured
+            benchmarks.bench_stack's); per conv layer of the stack of 10, forward /
+            input-gradient / weight-gradient time in each layout; the kernels torch.profiler
+            sees over 5 steps of the default step, after its graph was captured
   train     ``bench_train --modes none --seeds 1,3,10`` (50,000/10,000 images, 10 epochs)
-  pipeline  ``bench_pipeline`` to ``compare`` (8 variants x 10 seeds x 10 epochs, full size;
-            download, stats and the page stage excluded)
+  pipeline  ``bench_pipeline`` to ``compare``: 2 variants x 10 seeds x 1 epoch, full size
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` in ``--out``, naming the GPU, driver, torch,
 CUDA and cuDNN.  DVC's stages run with the interpreter that runs this (first on PATH as
 ``python``), whatever ``python`` the machine has.  The GPU machine has torch but not DVC:
-``benchmarks/gpu_wheels.sh`` fetches the wheels to carry there (docs/performance.md).
+``benchmarks/gpu_wheels.sh`` fetches the wheels to carry there, which every part needs
+(``params.load`` reads params.yaml with ruamel.yaml): docs/performance.md.
 """
 
 from __future__ import annotations
@@ -47,8 +50,15 @@ from benchmarks.common import ROOT, write_report
 from cifar10_tricks.testing import run_env
 
 CUDA_TESTS = ["tests/test_train.py::test_cuda_graphs_train_like_eager_and_repeat_exactly"]
-# Each part's hard limit, seconds: 8 minutes in all, the report written after each part.
-BUDGET_S = {"tests": 100, "step": 120, "train": 140, "pipeline": 120}
+# Each part's hard limit, seconds, the report written after each part; a part past it is killed
+# with its whole process group.  From the H100's figures (docs/performance.md): one seed's 10
+# epochs of 50,000 images took 4.2 s and a process's start-up 2-8 s.  first: 4 variants x
+# S = 1, 10 x 2 epochs of 10,000 images (~1 s each, capture included) and the checks, in all
+# well under 2 min, so 4 min leaves room for a slower GPU; tests: one test, seconds; step: 2 x
+# 2 x 2 x 4 step timings of 50 steps and 15 profiled kernels; train: 3 processes of 10 epochs
+# at full size (~5-20 s of training each); pipeline: 2 variants x 10 seeds x 1 epoch, 5 stage
+# processes (it was 160 s for 8 variants x 1 seed x 10 epochs, 17 processes).  10 min in all.
+BUDGET_S = {"first": 240, "tests": 60, "step": 90, "train": 120, "pipeline": 120}
 
 
 def gpu_info() -> dict:
@@ -76,71 +86,130 @@ def gpu_info() -> dict:
 # --- tests ----------------------------------------------------------------------------
 
 
-def part_tests(quick: bool, device, budget: float) -> dict:
-    """The CUDA-only tests, two runs of one variant's seeds compared bit for bit, and three
-    checks of the trainer on this device (:func:`_checks`)."""
+def part_tests(quick: bool, device) -> dict:
+    """The CUDA-only tests, by pytest: passed, failed, or skipped (no CUDA here), said as such."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = proc.stdout.strip() or proc.stderr[-500:]
+    summary = out.splitlines()[-1] if out else ""
+    if proc.returncode == 0 and "passed" in summary:
+        status = "passed"
+    elif proc.returncode == 0 and "skipped" in summary:
+        status = "skipped"
+    else:
+        status = "failed"
+    return {"pytest_exit": proc.returncode, "pytest": summary, "cuda_tests": status}
+
+
+# --- first: what matters most, in its first minutes --------------------------------------
+
+# The variants the first part times: the blog's baseline and its dropout rung, and the slide's
+# knobs that reach the GPU's step (tanh under the hashed masks, SGD's momentum in the graph).
+FIRST_VARIANTS = ("baseline", "dropout_both", "full_tanh", "full_momentum")
+
+
+def part_first(quick: bool, device) -> dict:
+    """The trainer's epoch and step time at S = 1 and S = 10 seeds for FIRST_VARIANTS, then the
+    checks that say the GPU path is right: a stacked seed ends where it ends alone (same
+    layout), the graphed step ends where the eager one does (fp32), the lr the step reads decays
+    each epoch, one variant's seeds trained twice are bitwise equal; and evaluation in batches
+    of 256 against the device's own size (:data:`cifar10_tricks.model.EVAL_BATCH`)."""
     import numpy as np
 
     from benchmarks.common import synthetic_data
     from cifar10_tricks import params
-    from cifar10_tricks.device import configure_torch
     from cifar10_tricks.step import to_device
     from stages.train import model_config, train_seeds
 
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=budget / 2,
-        )
-        exit_code, out = proc.returncode, proc.stdout.strip() or proc.stderr[-500:]
-    except subprocess.TimeoutExpired:
-        exit_code, out = None, f"timed out after {budget / 2:.0f} s"
-    summary = out.splitlines()[-1] if out else ""
-    configure_torch(device, deterministic=True)
-    n_train, n_test, seeds, epochs = (300, 100, 3, 1) if quick else (10000, 2000, 10, 2)
+    n_train, n_test, sizes = (300, 100, (1, 2)) if quick else (10000, 2000, (1, 10))
     ds = synthetic_data(ROOT / "bench-out" / f"gpu-check-{n_train}.npz", n_train, n_test)
     data = to_device(ds, device)
-    variant = params.load(ROOT / "params.yaml").variants["dropout_both"]
-    config = model_config(variant, {"mean": (0.5,) * 3, "std": (0.25,) * 3}, ds.classes)
-    tp = params.TrainParams(epochs=epochs, seeds=(f"0-{seeds - 1}",), deterministic=True)
-    with _deadline(budget - (time.perf_counter() - start)):
-        runs = [
-            train_seeds(
-                "check",
-                variant,
-                config,
-                data,
-                tp.all_seeds,
-                tp,
-                "bf16" if device.type == "cuda" else "fp32",
-            )[2]
-            for _ in range(2)
+    p = params.load(ROOT / "params.yaml")
+    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    tp = params.TrainParams(epochs=2, seeds=("0",), deterministic=True)
+    rows = []
+    for name in FIRST_VARIANTS:
+        variant = p.variants[name]
+        config = model_config(variant, stats, ds.classes)
+        for n in sizes:
+            seconds = []
+
+            def seen(seed, epoch, row, took, seconds=seconds):
+                if seed == 0:
+                    seconds.append(took)
+
+            seeds = tuple(range(n))
+            train_seeds(name, variant, config, data, seeds, tp, precision, seen)
+            steps = -(-n_train // variant.batch_size)
+            rows.append(
+                {
+                    "variant": name,
+                    "seeds": n,
+                    "first_epoch_s": seconds[0],  # graph capture and warm-up in it
+                    "epoch_s": seconds[1],
+                    "ms_per_step": 1000 * seconds[1] / steps,  # the epoch's test pass included
+                }
+            )
+    dropout_both = p.variants["dropout_both"]
+    config = model_config(dropout_both, stats, ds.classes)
+    tp_repeat = params.TrainParams(epochs=1, seeds=(f"0-{sizes[-1] - 1}",), deterministic=True)
+    runs = [
+        train_seeds("check", dropout_both, config, data, tp_repeat.all_seeds, tp_repeat, precision)[
+            2
         ]
-        checks = _checks(variant, config, data, device)
-    same = all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
+        for _ in range(2)
+    ]
+    checks = _checks(dropout_both, config, data, device)
     checks["bitwise_repeat"] = {
-        "ok": same,
-        "what": f"dropout_both, {seeds} seeds x {epochs} epoch(s) x {n_train:,} images, trained "
+        "ok": all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1])),
+        "what": f"dropout_both, {sizes[-1]} seeds x 1 epoch x {n_train:,} images, trained "
         "twice: identical predictions and losses",
     }
-    return {"pytest_exit": exit_code, "pytest": summary, "checks": checks}
+    return {
+        "precision": precision,
+        "n_train": n_train,
+        "rows": rows,
+        "checks": checks,
+        "evaluation": _eval_times(config, data, sizes[-1], device, precision),
+    }
+
+
+def _eval_times(config, data, n_seeds: int, device, precision: str) -> dict:
+    """ms to predict the test split with a stack of ``n_seeds``, in batches of 256 and of the
+    device's own size."""
+    import torch
+
+    from cifar10_tricks.model import EVAL_BATCH, Net, predict
+
+    model = Net(config, tuple(range(n_seeds))).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = {}
+    for batch in sorted({256, EVAL_BATCH.get(device.type, 256)}):
+        out[f"batch_{batch}_ms"] = _timed(
+            lambda b=batch: predict(model, data.x_test, precision, b), sync, 3, 1
+        )
+    return out
 
 
 def _checks(variant, config, data, device) -> dict:
     """On this device, in fp32, 20 steps of batch 8 with dropout_both: (a) seed 1 in a stack of
-    3 ends where it ends alone; (b) the CUDA-graphed step ends where the eager one does (the
-    largest difference, and whether it is none at all); (c) the lr the step reads (on CUDA the
-    device tensor the graph reads) is lr * gamma^k after epoch k."""
+    3 ends where it ends alone, in the same memory layout; (b) the CUDA-graphed step ends where
+    the eager one does (the largest difference, and whether it is none at all); (c) the lr the
+    step reads (on CUDA the device tensor the graph reads) is lr * gamma^k after epoch k."""
     import dataclasses
+    from unittest import mock
 
     import torch
 
     from cifar10_tricks import optim, params
+    from cifar10_tricks.device import memory_format
+    from cifar10_tricks.model import Net
     from stages.train import train_seeds
 
     small = dataclasses.replace(data, x_train=data.x_train[:160], y_train=data.y_train[:160])
@@ -159,9 +228,12 @@ def _checks(variant, config, data, device) -> dict:
     def train(seeds, **kw):
         return train_seeds("check", variant, config, small, seeds, tp, "fp32", **kw)[0]
 
-    from cifar10_tricks.model import Net
-
-    alone, stack = train((1,)).single(0), train((0, 1, 2)).single(1)
+    # Like with like: seed 1 alone in the layout the stack of 3 trains in (on CUDA a stack is
+    # NCHW and a single model channels_last; the layouts' kernels round differently).
+    stack_layout = memory_format(device, 3)
+    with mock.patch("cifar10_tricks.step.memory_format", lambda device, n: stack_layout):
+        alone = train((1,)).single(0)
+    stack = train((0, 1, 2)).single(1)
     # A stack's grouped convolutions sum in another order than one seed's plain ones, so the
     # two differ by rounding; Adam divides each gradient by its running RMS, so a rounding-level
     # difference in a near-zero gradient can move a weight by up to lr per step.  The gap is
@@ -173,8 +245,8 @@ def _checks(variant, config, data, device) -> dict:
             "ok": gap(alone, stack) <= 0.01 * moved,
             "max_abs_diff": gap(alone, stack),
             "max_moved_by_training": moved,
-            "what": "seed 1 of a stack of 3 vs seed 1 alone, 20 steps with dropout, fp32 "
-            "(within 1% of how far training moved the weights)",
+            "what": "seed 1 of a stack of 3 vs seed 1 alone in the same layout, 20 steps with "
+            "dropout, fp32 (within 1% of how far training moved the weights)",
         }
     }
     if device.type == "cuda":
@@ -210,26 +282,6 @@ def _checks(variant, config, data, device) -> dict:
         + f" after epochs 1-3, against {variant.lr} x {variant.lr_decay}^k",
     }
     return out
-
-
-class PartTimeout(Exception):
-    """A part ran past its share of the check's time budget."""
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float):
-    """Raise PartTimeout in this (main) thread once ``seconds`` have passed."""
-
-    def expired(signum, frame):
-        raise PartTimeout(f"ran past its budget of {seconds:.0f} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # --- one step -------------------------------------------------------------------------
@@ -453,7 +505,7 @@ def part_pipeline(quick: bool, out: Path, budget: float) -> dict:
             "baseline,norm_inputs",
         ]
         if quick
-        else []
+        else ["--epochs", "1", "--variants", "baseline,dropout_both"]
     )
     return _bench("bench_pipeline", [*sizes, "--targets", "compare"], out / "pipeline.json", budget)
 
@@ -472,21 +524,39 @@ def markdown(report: dict) -> str:
         "",
     ]
     parts = report["parts"]
-    if "tests" in parts and "error" not in parts["tests"]:
-        t = parts["tests"]
+    if "first" in parts and "error" not in parts["first"]:
+        f = parts["first"]
         lines += [
-            "## Tests and checks",
+            "## First: the trainer's step, and the checks",
             "",
-            f"- CUDA-only tests: `{t['pytest']}` (exit {t['pytest_exit']})",
+            f"{f['precision']}, {f['n_train']:,} images, batch per variant; the second epoch's "
+            "time (the first pays the warm-up and the graph's capture).",
+            "",
+            "| variant | seeds | first epoch s | epoch s | ms/step |",
+            "| --- | --- | --- | --- | --- |",
         ]
+        lines += [
+            f"| {r['variant']} | {r['seeds']} | {r['first_epoch_s']:.2f} | {r['epoch_s']:.2f} | "
+            f"{r['ms_per_step']:.2f} |"
+            for r in f["rows"]
+        ]
+        lines.append("")
         lines += [
             f"- {name}: **{'ok' if c['ok'] else 'FAILED'}**"
             + (f", largest difference {c['max_abs_diff']:.3g}" if "max_abs_diff" in c else "")
             + (", bitwise" if c.get("bitwise") else "")
             + f" ({c['what']})"
-            for name, c in t["checks"].items()
+            for name, c in f["checks"].items()
         ]
-        lines.append("")
+        lines += ["", f"- evaluation of the test split: {f['evaluation']}", ""]
+    if "tests" in parts and "error" not in parts["tests"]:
+        t = parts["tests"]
+        lines += [
+            "## CUDA-only tests",
+            "",
+            f"**{t['cuda_tests']}**: `{t['pytest']}` (exit {t['pytest_exit']})",
+            "",
+        ]
     if "step" in parts and "error" not in parts["step"]:
         s = parts["step"]
         lines += [
@@ -537,60 +607,124 @@ def markdown(report: dict) -> str:
 def failures(report: dict) -> dict[str, str]:
     """Each part that failed, and why: an error, a failed check, or failed CUDA tests."""
     out = {name: part["error"] for name, part in report["parts"].items() if "error" in part}
+    first = report["parts"].get("first", {})
+    bad = [name for name, c in first.get("checks", {}).items() if not c["ok"]]
+    if bad:
+        out["first"] = "failed: " + ", ".join(bad)
     tests = report["parts"].get("tests", {})
-    if "checks" in tests:
-        bad = [name for name, c in tests["checks"].items() if not c["ok"]]
-        if tests["pytest_exit"] != 0:
-            bad.insert(0, f"CUDA-only tests ({tests['pytest']})")
-        if bad:
-            out["tests"] = "failed: " + ", ".join(bad)
+    # Skipped is a failure only where CUDA is there to run them.
+    if tests.get("cuda_tests") == "failed" or (
+        tests.get("cuda_tests") == "skipped" and report.get("gpu")
+    ):
+        out["tests"] = f"CUDA-only tests {tests['cuda_tests']} ({tests['pytest']})"
     return out
+
+
+PARTS = ("first", "tests", "step", "train", "pipeline")
+
+
+def run_part(
+    name: str, quick: bool, out: Path, budget: float, command: list[str] | None = None
+) -> dict:
+    """Part ``name`` in a process of its own, in a session of its own: past ``budget`` seconds
+    its whole process group is killed (training processes and DVC's stages included, which
+    would otherwise keep the GPU busy in the next part), and what it printed is kept."""
+    import os
+
+    result = out / f"part-{name}.json"
+    result.unlink(missing_ok=True)
+    if command is None:
+        command = [sys.executable, "-m", "benchmarks.gpu_check", "--part", name, "--out", str(out)]
+        command += ["--quick"] if quick else []
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=run_env(),
+    )
+    try:
+        printed, _ = proc.communicate(timeout=budget)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        printed, _ = proc.communicate()
+        timed_out = True
+    tail = printed[-3000:]
+    if result.is_file():
+        report = json.loads(result.read_text())
+    elif timed_out:
+        report = {"error": f"ran past its budget of {budget:.0f} s; killed with its children"}
+    else:
+        last = [line for line in printed.strip().splitlines() if line.strip()][-1:]
+        report = {"error": f"exited {proc.returncode}: {' '.join(last) or 'no output'}"}
+    if "error" in report or timed_out:
+        report["output"] = tail
+    return report
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench-out/gpu")
     ap.add_argument("--quick", action="store_true", help="every part on tiny sizes (a CPU's test)")
-    ap.add_argument("--parts", default="tests,step,train,pipeline")
+    ap.add_argument(
+        "--parts", default=",".join(PARTS), help="which parts, in order: " + ", ".join(PARTS)
+    )
+    ap.add_argument("--part", help=argparse.SUPPRESS)  # one part, in its own process
     args = ap.parse_args()
-
-    from cifar10_tricks.device import pick_device
-
-    device = pick_device("cpu" if args.quick else "auto")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "quick": args.quick,
-        "device": str(device),
-        "gpu": gpu_info(),
-        "parts": {},
-        "seconds": {},
-    }
-    runners = {
-        "tests": lambda budget: part_tests(args.quick, device, budget),
-        "step": lambda budget: _within(budget, lambda: part_step(args.quick, device)),
-        "train": lambda budget: part_train(args.quick, out, budget),
-        "pipeline": lambda budget: part_pipeline(args.quick, out, budget),
-    }
+    if args.part:
+        return _one_part(args.part, args.quick, out)
+    report = {"quick": args.quick, "parts": {}, "seconds": {}}
+    with contextlib.suppress(Exception):  # no torch at all: the parts will say so
+        report["gpu"] = gpu_info()
     for name in args.parts.split(","):
         start = time.perf_counter()
-        try:
-            report["parts"][name] = runners[name](BUDGET_S[name])
-        except Exception as exc:  # a part that fails must not lose the others' figures
-            report["parts"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        if name not in PARTS:
+            report["parts"][name] = {"error": f"no part {name!r}; parts: {', '.join(PARTS)}"}
+        else:
+            report["parts"][name] = run_part(name, args.quick, out, BUDGET_S[name])
         report["seconds"][name] = round(time.perf_counter() - start, 1)
-        full = write_report(out / "gpu_check.json", report)
-        (out / "gpu_check.md").write_text(markdown(full))
+        full = _write(out, report)
         print(f"{name}: {report['seconds'][name]} s", flush=True)
-    failed = failures(report)
+    failed = failures(full)
     for name, why in failed.items():
         print(f"error: gpu_check part {name!r}: {why}", file=sys.stderr)
     sys.exit(1 if failed else 0)
 
 
-def _within(budget: float, run):
-    with _deadline(budget):
-        return run()
+def _write(out: Path, report: dict) -> dict:
+    """gpu_check.json and gpu_check.md, rewritten after every part; a report with the machine
+    even where a part could not import torch."""
+    try:
+        full = write_report(out / "gpu_check.json", report)
+    except Exception as exc:  # the machine's own description failed: keep the parts anyway
+        full = {**report, "machine": {"cpu": "?", "error": str(exc)}, "commit": None}
+        full["dirty"], full["command"] = False, "python -m benchmarks.gpu_check"
+        (out / "gpu_check.json").write_text(json.dumps(full, indent=2) + "\n")
+    (out / "gpu_check.md").write_text(markdown(full))
+    return full
+
+
+def _one_part(name: str, quick: bool, out: Path) -> None:
+    """Run one part in this process and write its figures to ``part-<name>.json``."""
+    from cifar10_tricks.device import configure_torch, pick_device
+
+    device = pick_device("cpu" if quick else "auto")
+    configure_torch(device, deterministic=True)
+    runners = {
+        "first": lambda: part_first(quick, device),
+        "tests": lambda: part_tests(quick, device),
+        "step": lambda: part_step(quick, device),
+        "train": lambda: part_train(quick, out, BUDGET_S["train"] - 10),
+        "pipeline": lambda: part_pipeline(quick, out, BUDGET_S["pipeline"] - 10),
+    }
+    result = runners[name]()
+    (out / f"part-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

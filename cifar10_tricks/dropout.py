@@ -7,10 +7,12 @@ the other seeds in the stack, its size, the seed's position in it or the device'
   :class:`ReluDropout` applies them to a ReLU's output in place, keeping no mask: the fast path
   there (`bench_dropout` times it against no dropout and the hashed masks).
 - Everywhere else (CUDA, MPS), :func:`hashed_keep`: a counter-based hash of (seed, layer,
-  step, element index) in plain integer torch ops, with the step counter a tensor on the
-  device, so a CUDA graph replays it and its warm-up can be undone.  The same ops run on the
-  CPU, so the tests prove the property there on the path a GPU takes: a given seed gets the
-  same hashed masks on every device (the CPU's streams are other masks, each seed's own too).
+  step, element index) in six elementwise integer torch ops, from a table of each seed's keys
+  per step hashed once (:func:`step_keys`) and the step counter a tensor on the device, so a
+  CUDA graph replays it and its warm-up can be undone (`bench_dropout` times it).  The same ops
+  run on the CPU, so the tests prove the property there on the path a GPU takes: a given seed
+  gets the same hashed masks on every device (the CPU's streams are other masks, each seed's
+  own too).
 """
 
 from __future__ import annotations
@@ -125,38 +127,58 @@ def _fmix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def seed_keys(seeds: torch.Tensor, layer: int, step: torch.Tensor) -> torch.Tensor:
-    """Each seed's 32-bit key for ``layer`` at training step ``step`` (a 0-d int64 tensor)."""
+_M31 = 0x7FFFFFFF
+LAYERS = 4  # dropout layers: conv1-3 (0-2) and fc1 (3)
+DEFAULT_STEPS = 1 << 15  # steps a stack's key table holds unless the trainer plans more
+
+
+def step_keys(seeds: tuple[int, ...], steps: int) -> torch.Tensor:
+    """Each seed's two 31-bit keys per training step and dropout layer, (steps, LAYERS, 2, S)
+    int64: [..., 0, s] is xored into seed s's hashed indices, [..., 1, s] (odd) multiplies them.
+    Hashed once, on the CPU, from (seed, layer, step) alone: a stack's key table is its seeds'
+    tables side by side, and a step reads its row with one indexing op."""
+    seed = torch.tensor(seeds, dtype=torch.int64).view(1, 1, -1)
+    step = torch.arange(steps, dtype=torch.int64).view(-1, 1, 1)
+    layer = torch.arange(LAYERS, dtype=torch.int64).view(1, -1, 1)
     salt = _fmix32(((step & _M32) * 8 + layer + _DROPOUT_STREAM * 65536) & _M32)
-    return _fmix32(_fmix32(seeds & _M32) ^ salt)
+    key = _fmix32(_fmix32(seed & _M32) ^ salt)  # (steps, LAYERS, S)
+    xor = key & _M31
+    mul = (_fmix32(key ^ 0x5BD1E995) & _M31) | 1
+    return torch.stack([xor, mul], dim=2)
 
 
 def hashed_keep(
     shape: tuple[int, ...],
-    seeds: torch.Tensor,
-    layer: int,
-    step: torch.Tensor,
+    keys: torch.Tensor,
     p: float,
     cache: dict | None = None,
 ) -> torch.Tensor:
     """Which activations dropout keeps (bool, ``shape``), each with probability 1 - p (to
-    2^-32), for the S seeds of a stack: ``shape`` is conv activations (B, S*C, H, W) or dense
-    ones (S, B, F).  An activation's draw hashes its seed's key with its index among that
-    seed's own activations (in (b, c, h, w) or (b, f) order), so it is the same in any stack.
-    ``cache`` keeps the hashed indices per shape: they do not change from step to step."""
-    keys = seed_keys(seeds, layer, step)
-    n = len(seeds)
-    where = (shape, seeds.device)
+    2^-31), for the S seeds of a stack: ``shape`` is conv activations (B, S*C, H, W) or dense
+    ones (S, B, F); ``keys`` (2, S), this step's and layer's row of :func:`step_keys`.
+
+    An activation's draw mixes its seed's keys with the hash of its index among that seed's own
+    activations (in (b, c, h, w) or (b, f) order, cached per shape: it never changes), so it is
+    the same in any stack: x = index_hash ^ key; y = x * odd_key (under 2^62: no int64
+    overflow); the draw is the low 31 bits of y ^ (y >> 31), which folds the product's high
+    half into its low one.  Six elementwise ops on the whole activation."""
+    n = keys.shape[1]
+    where = (shape, keys.device)
     spread = None if cache is None else cache.get(where)
     if spread is None:
-        spread = _mul32(_element_index(shape, n, seeds.device) & _M32, 0x9E3779B1)
+        index = _element_index(shape, n, keys.device) & _M32
+        spread = (_fmix32(_mul32(index, 0x9E3779B1)) & _M31).to(torch.int32)
+        spread = spread.expand(shape).contiguous()
         if cache is not None:
             cache[where] = spread
-    if len(shape) == 4:
-        key = keys.repeat_interleave(shape[1] // n).view(1, shape[1], 1, 1)
+    if len(shape) == 4:  # (B, S*C, H, W) as (B, S, C*H*W): seed s's block
+        spread = spread.view(shape[0], n, -1)
+        xor, mul = keys[0].view(1, n, 1), keys[1].view(1, n, 1)
     else:
-        key = keys.view(n, 1, 1)
-    return _fmix32(spread ^ key) >= round(p * 2**32)  # dropped: a draw below p's share of 2^32
+        xor, mul = keys[0].view(n, 1, 1), keys[1].view(n, 1, 1)
+    y = (spread ^ xor) * mul
+    draw = (y ^ (y >> 31)) & _M31
+    return (draw >= round(p * 2**31)).view(shape)  # dropped: a draw below p's share of 2^31
 
 
 def _element_index(shape: tuple[int, ...], n: int, device) -> torch.Tensor:

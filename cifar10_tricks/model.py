@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cifar10_tricks.dropout import MaskStreams, ReluDropout, hashed_keep
+from cifar10_tricks.dropout import DEFAULT_STEPS, MaskStreams, ReluDropout, hashed_keep, step_keys
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
@@ -87,11 +87,13 @@ class Net(nn.Module):
         for name, shape in _shapes(config.n_classes).items():
             setattr(self, name, _Layer(shape, n))
         self.masks: MaskStreams | None = None  # CPU dropout masks, per seed; made on first use
-        # Off the CPU: the seeds and the training steps taken, which hashed masks are drawn from
-        # (on the device, so a CUDA graph reads and advances them; not saved with a model).
-        self.register_buffer("seed_ids", torch.tensor(self.seeds, dtype=torch.int64), False)
+        # Off the CPU: the training steps taken, which hashed masks are drawn from (on the
+        # device, so a CUDA graph reads and advances it; not saved with a model), and the
+        # seeds' keys for each step (dropout.step_keys: made on first use, or by plan_dropout).
         self.register_buffer("dropout_step", torch.zeros((), dtype=torch.int64), False)
+        self.mask_keys: torch.Tensor | None = None
         self._mask_index: dict = {}  # hashed_keep's per-shape indices, made on first use
+        self._zeros: dict = {}  # a 0-d zero per dtype and device, for the masks' addcmul
         self.memory_format = torch.channels_last  # of the activations; step.fresh_stack sets it
         self.reset_parameters()
 
@@ -125,8 +127,11 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, S*3, 32, 32), seed s's in channels 3s..3s+2 -> (S, B, classes)."""
         n, cfg = self.n_seeds, self.config
+        self._keys = None
         if self.training and (cfg.dropout_conv > 0 or cfg.dropout_dense > 0):
             self.dropout_step += 1  # one training step: the hashed masks' counter
+            if x.device.type != "cpu" or self.cpu_masks != "streams":
+                self._keys = self._step_keys()
         # The stack's layout (cifar10_tricks.device.memory_format), whatever the input's.
         x = (x.float() * self.scale + self.shift).contiguous(memory_format=self.memory_format)
         for i, name in enumerate(("conv1", "conv2", "conv3")):
@@ -166,11 +171,32 @@ class Net(nn.Module):
             return (F.max_pool2d(x, 2) if pool else x) * (1.0 / (1.0 - p))
         x = act(x)
         if self.training and p > 0:
-            keep = hashed_keep(
-                tuple(x.shape), self.seed_ids, layer, self.dropout_step, p, self._mask_index
-            )
-            x = x * keep * (1.0 / (1.0 - p))
+            keep = hashed_keep(tuple(x.shape), self._keys[layer], p, self._mask_index)
+            # x * keep / (1 - p) in one op: 0 + (1 / (1 - p)) * x * keep.
+            x = torch.addcmul(self._zero(x), x, keep, value=1.0 / (1.0 - p))
         return F.max_pool2d(x, 2) if pool else x
+
+    def plan_dropout(self, steps: int) -> None:
+        """Hash the seeds' mask keys for ``steps`` training steps (the trainer's epochs x
+        batches), on the model's device, before training: a CUDA graph captures no copy."""
+        cfg = self.config
+        streams = self.dropout_step.device.type == "cpu" and self.cpu_masks == "streams"
+        if (cfg.dropout_conv > 0 or cfg.dropout_dense > 0) and not streams:
+            held = 0 if self.mask_keys is None else len(self.mask_keys) - 1
+            if steps > held or self.mask_keys.device != self.dropout_step.device:
+                self.mask_keys = step_keys(self.seeds, steps + 1).to(self.dropout_step.device)
+
+    def _step_keys(self) -> torch.Tensor:
+        """This step's row of the key table, (dropout layers, 2, S): one indexing op."""
+        if self.mask_keys is None or self.mask_keys.device != self.dropout_step.device:
+            self.plan_dropout(DEFAULT_STEPS)
+        return self.mask_keys.index_select(0, self.dropout_step.view(1))[0]
+
+    def _zero(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.dtype, x.device)
+        if key not in self._zeros:
+            self._zeros[key] = torch.zeros((), dtype=x.dtype, device=x.device)
+        return self._zeros[key]
 
     def weights(self) -> list[torch.Tensor]:
         """The conv and linear weight matrices (not biases): what L1 penalises."""
@@ -196,16 +222,20 @@ def stack_images(x: torch.Tensor) -> torch.Tensor:
     return nhwc.reshape(b, *nhwc.shape[1:3], n * 3).permute(0, 3, 1, 2)
 
 
+# Images per evaluation batch, by device type: 256 keeps a batch's activations in a CPU's
+# caches (1,000 took 2.5x as long on a 2-core CPU); on a GPU a few launches per split (the
+# activations of 2,000 images for a stack of 10 are ~1.6 GB in bf16; gpu_check times both).
+EVAL_BATCH = {"cpu": 256, "cuda": 2000, "mps": 1000}
+
+
 @torch.no_grad()
 def predict(
-    model: Net, x: torch.Tensor, precision: str = "fp32", batch_size: int = 256
+    model: Net, x: torch.Tensor, precision: str = "fp32", batch_size: int | None = None
 ) -> torch.Tensor:
     """Log-probabilities (S, N, classes), float32, of every seed for uint8 images ``x``
-    (N, 3, 32, 32), in eval mode.
-
-    Batches of 256 keep a batch's activations in a CPU's caches (batches of 1,000 took 2.5x
-    as long on a 2-core CPU); on a GPU either is milliseconds.
-    """
+    (N, 3, 32, 32), in eval mode, in batches of ``batch_size`` (:data:`EVAL_BATCH` for the
+    device by default)."""
+    batch_size = batch_size or EVAL_BATCH.get(x.device.type, 256)
     was_training = model.training
     model.eval()
     device_type = x.device.type

@@ -119,6 +119,7 @@ def train_seeds(
     model, opt, sums = stack.model, stack.opt, stack.sums
     orders = Orders(variant.shuffle, seeds, data.y_train)  # each seed's own, on the CPU
     n, batch = len(data.x_train), variant.batch_size
+    model.plan_dropout(tp.epochs * -(-n // batch))  # the hashed masks' keys, before any graph
     histories: dict[int, list[dict]] = {seed: [] for seed in seeds}
     for epoch in range(tp.epochs):
         start = time.perf_counter()

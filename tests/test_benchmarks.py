@@ -146,9 +146,17 @@ def test_gpu_check_quick_runs_every_part_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     parts = report["parts"]
-    assert set(parts) == {"tests", "step", "train", "pipeline"}
+    assert set(parts) == {"first", "tests", "step", "train", "pipeline"}
     assert not [name for name, part in parts.items() if "error" in part], parts
-    checks = parts["tests"]["checks"]
+    assert parts["tests"]["cuda_tests"] == "skipped"  # said as such, not as passed
+    first = parts["first"]
+    rows = {(r["variant"], r["seeds"]) for r in first["rows"]}
+    assert rows == {
+        (v, n) for v in ("baseline", "dropout_both", "full_tanh", "full_momentum") for n in (1, 2)
+    }
+    assert all(r["epoch_s"] > 0 and r["ms_per_step"] > 0 for r in first["rows"])
+    assert set(first["evaluation"]) == {"batch_256_ms"}  # a CPU's own size is 256
+    checks = first["checks"]
     assert set(checks) == {
         "bitwise_repeat",
         "stacked_equals_alone",
@@ -212,3 +220,66 @@ def test_bench_grow_times_growing_against_scratch_and_checks_the_outputs_match(t
     assert 0 < report["median_grow_s"] and 0 < report["median_scratch_s"]
     assert report["ratio"] == round(report["median_grow_s"] / report["median_scratch_s"], 3)
     assert json.loads((tmp_path / "grow.json").read_text())["seeds"] == "1 -> 2"
+
+
+def test_a_part_past_its_budget_is_killed_with_its_children_and_its_output_kept(tmp_path):
+    """A part that starts a child and sleeps: past its budget both are gone, within seconds,
+    and the report keeps what it printed."""
+    import sys
+    import time
+
+    import psutil
+
+    from benchmarks import gpu_check
+
+    pid_file = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen(['sleep', '300']); "
+        f"open({str(pid_file)!r}, 'w').write(str(c.pid)); "
+        "print('started a child', flush=True); time.sleep(300)"
+    )
+    start = time.perf_counter()
+    report = gpu_check.run_part("nap", False, tmp_path, 3, command=[sys.executable, "-c", code])
+    assert time.perf_counter() - start < 30
+    assert "ran past its budget of 3 s" in report["error"]
+    assert "started a child" in report["output"]
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    try:  # gone, or a zombie that nothing reaps here (its parent was killed too)
+        assert psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass
+
+
+def test_gpu_check_writes_its_report_where_git_is_missing(tmp_path):
+    """No git on the machine (a lent GPU's image): the report is still written, commit null."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT
+
+    bare = tmp_path / "bin"  # a PATH with nothing on it: no git
+    bare.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_check",
+            "--quick",
+            "--parts",
+            "tests",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": str(bare)},
+    )
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["commit"] is None and report["parts"]["tests"]["cuda_tests"] == "skipped"
+    assert proc.returncode == 0, proc.stderr[-2000:]

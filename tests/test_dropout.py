@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from cifar10_tricks.dropout import MaskStreams, hashed_keep
+from cifar10_tricks.dropout import MaskStreams, hashed_keep, step_keys
 
 
 def _dropped(streams, x, p):
@@ -62,7 +62,7 @@ def test_cpu_masks_work_on_bf16_activations_as_on_fp32():
 
 
 def _keep(shape, seeds, layer=0, step=1, p=0.2):
-    return hashed_keep(shape, torch.tensor(seeds), layer, torch.tensor(step), p)
+    return hashed_keep(shape, step_keys(tuple(seeds), step + 1)[step, layer], p)
 
 
 @pytest.mark.parametrize("shape", [(8, 32, 16, 16), (16, 64)])
@@ -96,3 +96,61 @@ def test_hashed_masks_use_no_generator():
     torch.rand(1000)
     b = _keep((4, 8, 8, 8), [5])
     assert torch.equal(a, b) and torch.initial_seed() == 0
+
+
+def test_hashed_masks_are_independent_between_steps_and_neighbours():
+    """Each activation is kept with probability 1 - p, and the masks of two steps, of two
+    layers and of neighbouring activations agree no more than independent draws would: the
+    share kept in both is (1 - p)^2 within 5 standard errors."""
+    shape, p = (64, 32, 16, 16), 0.2
+    keys = step_keys((3,), 4)
+    masks = [hashed_keep(shape, keys[step, 0], p) for step in (1, 2, 3)]
+    n = masks[0].numel()
+    both = (1 - p) ** 2
+    tolerance = 5 * math.sqrt(both * (1 - both) / n)
+    for a, b in ((masks[0], masks[1]), (masks[1], masks[2])):
+        assert abs((a & b).double().mean().item() - both) < tolerance
+    other_layer = hashed_keep(shape, keys[1, 1], p)
+    assert abs((masks[0] & other_layer).double().mean().item() - both) < tolerance
+    flat = masks[0].flatten()
+    for lag in (1, 2, 32, 256, 1 << 14):  # neighbours in every index direction
+        assert abs((flat[:-lag] & flat[lag:]).double().mean().item() - both) < tolerance * 1.5
+
+
+# Ops that only re-describe a tensor's memory: no kernel runs for them.
+VIEWS = {
+    "aten::view",
+    "aten::select",
+    "aten::slice",
+    "aten::expand",
+    "aten::as_strided",
+    "aten::reshape",
+    "aten::unsqueeze",
+    "aten::transpose",
+    "aten::permute",
+    "aten::_unsafe_view",
+    "aten::detach",
+}
+
+
+def test_a_dropout_layer_costs_at_most_8_ops_per_step_on_the_hashed_path():
+    """Counted with torch's profiler on a forward pass of the hashed path: the ops a step with
+    dropout after every layer adds to one without, per dropout layer (the masks, applying them,
+    this step's keys and its counter), at most 8: six elementwise integer ops for the mask."""
+    from cifar10_tricks.model import ModelConfig, Net
+
+    def ops(config) -> int:
+        model = Net(config, (0, 1))
+        model.cpu_masks = "hashed"
+        x = torch.randint(0, 256, (4, 6, 32, 32), dtype=torch.uint8)
+        model(x)  # the first step builds the key table and the cached indices
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model(x)
+        top = [
+            e.name for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None
+        ]
+        return len([name for name in top if name not in VIEWS])
+
+    plain = ops(ModelConfig())
+    dropped = ops(ModelConfig(dropout_conv=0.2, dropout_dense=0.2))
+    assert 0 < (dropped - plain) / 4 <= 8, (plain, dropped)
