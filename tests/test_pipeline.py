@@ -874,6 +874,10 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     rows = [r for r in branches.splitlines() if "results/dropout_conv/0-1/metrics.json" in r]
     assert rows and all(" - " not in r for r in rows), branches
     assert "variants.dropout_conv.dropout_conv" in branches  # params diff
+    # cifar10-tricks diff main: the changed variant tested, paired, the other seven identical.
+    row = next(r for r in branches.splitlines() if r.startswith("dropout_conv "))
+    assert "2 seeds, paired" in row, branches
+    assert "identical on every seed: 7 variant(s)" in branches
     assert (own_run.path / "plots/index.html").is_file()
     # The tables, at their natural width (DVC sizes a table to its content off a terminal):
     # `dvc metrics show`, a row per variant with means and sds, within 120 columns ...
@@ -1071,3 +1075,27 @@ def test_the_slide_study_runs_with_one_command_and_answers_each_trick_twice(own_
             if k.startswith("vs_")
         }
     )
+
+
+def test_the_paired_diff_marks_the_changed_variant_and_refuses_to_pair_other_epochs(own_run):
+    """On the committed tiny study: an experiment that changed one variant is, against main,
+    that variant alone, paired over its seeds; one that trained for more epochs is compared
+    unpaired, saying why; both read from git and the experiments' refs alone."""
+    import sys
+
+    def diff(*revs):
+        out = own_run.run(sys.executable, "-m", "cifar10_tricks.command", "diff", *revs, "--json")
+        return json.loads(out.stdout)
+
+    own_run.dvc("exp", "run", "-n", "dense05", "-S", "variants.dropout_dense.dropout_dense=0.5")
+    own_run.git("checkout", "--", ".")
+    own_run.dvc("checkout")
+    own_run.dvc("exp", "run", "-n", "longer", "-S", "train.epochs=2")
+    one = diff("main", "dense05")
+    changed = [c for c in one["changes"] if c["verdict"] != "identical on every seed"]
+    assert [c["variant"] for c in changed] == ["dropout_dense"], one
+    assert changed[0]["paired"] and changed[0]["seeds"] == 2
+    assert one["knobs"] == {"variants.dropout_dense.dropout_dense": [0.2, 0.5]}
+    longer = diff("main", "longer")
+    assert all(not c["paired"] for c in longer["changes"])
+    assert all("epochs differ (1 vs 2)" in c["why_unpaired"] for c in longer["changes"])
