@@ -513,14 +513,16 @@ def test_plots_page_draws_every_chart_with_no_network(full_run, tmp_path):
     full_run.dvc("plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
     charts = re.findall(r"vegaEmbed\('#([\w-]+)'", html)
-    # The answer first: the forest plot, every seed's score, the curves, then the matrices.
-    assert charts[:4] == [
+    # The answer first: the forest plot, the slide's tricks (the blog's own: its rungs), every
+    # seed's score, the curves, then the matrices.
+    assert charts[:5] == [
         "compare_effects_csv",
+        "compare_tricks_csv",
         "compare_seeds_csv",
         "test_accuracy_per_epoch",
         "test_loss_per_epoch",
     ], charts
-    assert sorted(charts[4:]) == sorted(
+    assert sorted(charts[5:]) == sorted(
         f"results_{n}_0-1_confusion_csv" for n in full_run.params()["study"]
     )
     assert "cdn.jsdelivr.net" not in html
@@ -1052,7 +1054,7 @@ def test_the_slide_study_runs_with_one_command_and_answers_each_trick_twice(own_
 
     out = own_run.run(sys.executable, "-m", "cifar10_tricks.command", "study", "slide")
     log = out.stdout + out.stderr
-    assert log.splitlines()[0].startswith("dvc exp run -S 'study=[baseline,norm_inputs,")
+    assert out.stderr.splitlines()[0].startswith("dvc exp run -S 'study=[baseline,norm_inputs,")
     p = own_run.params()
     blog, slide = p["studies"]["blog"], p["studies"]["slide"]
     trained = set(re.findall(r"Running stage 'train@(\w+)-0-1'", log))
