@@ -160,15 +160,16 @@ def hashed_keep(
     An activation's draw mixes its seed's keys with the hash of its index among that seed's own
     activations (in (b, c, h, w) or (b, f) order, cached per shape: it never changes), so it is
     the same in any stack: x = index_hash ^ key; y = x * odd_key (under 2^62: no int64
-    overflow); the draw is the low 31 bits of y ^ (y >> 31), which folds the product's high
-    half into its low one.  Six elementwise ops on the whole activation."""
+    overflow); the draw is y's low 32-bit word xor its high one, which folds the product's high
+    half into its low one (the low bits of a product alone depend only on the low bits of its
+    factors; its middle bits made neighbours in hash space share their fate).  Four
+    elementwise ops on the whole activation; the cached hash is int64, so none converts."""
     n = keys.shape[1]
     where = (shape, keys.device)
     spread = None if cache is None else cache.get(where)
     if spread is None:
         index = _element_index(shape, n, keys.device) & _M32
-        spread = (_fmix32(_mul32(index, 0x9E3779B1)) & _M31).to(torch.int32)
-        spread = spread.expand(shape).contiguous()
+        spread = (_fmix32(_mul32(index, 0x9E3779B1)) & _M31).expand(shape).contiguous()
         if cache is not None:
             cache[where] = spread
     if len(shape) == 4:  # (B, S*C, H, W) as (B, S, C*H*W): seed s's block
@@ -176,9 +177,13 @@ def hashed_keep(
         xor, mul = keys[0].view(1, n, 1), keys[1].view(1, n, 1)
     else:
         xor, mul = keys[0].view(n, 1, 1), keys[1].view(n, 1, 1)
-    y = (spread ^ xor) * mul
-    draw = (y ^ (y >> 31)) & _M31
-    return (draw >= round(p * 2**31)).view(shape)  # dropped: a draw below p's share of 2^31
+    y = torch.bitwise_xor(spread, xor)
+    y.mul_(mul)
+    # The draw: the product's low 32-bit word xor its high one, read as int32 through a view of
+    # the same bytes (little-endian: the low word first), signed, uniform on [-2^31, 2^31).
+    words = y.view(torch.int32).unflatten(-1, (-1, 2))
+    draw = torch.bitwise_xor(words[..., 0], words[..., 1])
+    return (draw >= round(p * 2**32) - 2**31).view(shape)  # dropped: below p's share
 
 
 def _element_index(shape: tuple[int, ...], n: int, device) -> torch.Tensor:

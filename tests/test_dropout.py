@@ -130,6 +130,7 @@ VIEWS = {
     "aten::permute",
     "aten::_unsafe_view",
     "aten::detach",
+    "aten::unflatten",
 }
 
 
