@@ -130,7 +130,6 @@ def trick_plot(table: Table, rows: list[dict], target: Path) -> None:
     """Each trick of the slide, with it against without it: on a bare model (circles) and
     taken out of the full recipe (squares), one line per pair, the verdicts' intervals."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     lines = [(r["trick"], r["context"], r["without"]) for r in rows]
     fig = Figure(figsize=(9.5, 0.32 * max(1, len(lines)) + 1.6), dpi=120)
@@ -148,21 +147,8 @@ def trick_plot(table: Table, rows: list[dict], target: Path) -> None:
     ax.tick_params(axis="y", labelsize=7)
     ax.set_ylim(len(lines) - 0.5, -0.7)
     ax.set_xlabel(f"with the trick minus without it (points), with its {_interval_name(table)}")
-    handles = [
-        Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLORS.items()
-    ]
-    handles += [
-        Line2D([], [], color="#495057", marker=m, lw=0, label=label)
-        for m, label in (("o", CONTEXT_LABELS["bare"]), ("s", CONTEXT_LABELS["full"]))
-    ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
-    ax.set_title(
-        f"LeCun's slide, trick by trick, {table.min_seeds} seed(s); colour: verdict "
-        f"({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
-        fontsize=9,
-    )
-    ax.grid(axis="x", alpha=0.3)
-    _save_png(fig, target)
+    shapes = (("o", CONTEXT_LABELS["bare"]), ("s", CONTEXT_LABELS["full"]))
+    _finish(fig, ax, table, "LeCun's slide, trick by trick", shapes, "verdict; context", target)
 
 
 def _signed(x: float) -> str:
@@ -189,7 +175,6 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     """Each rung's effect vs its parent and vs the baseline (``rows``), with the intervals that
     agree with the verdicts, around zero."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     names = list(dict.fromkeys(r["variant"] for r in rows))
     fig = Figure(figsize=(9.5, 0.75 * len(names) + 1.6), dpi=120)
@@ -214,24 +199,31 @@ def forest_plot(table: Table, rows: list[dict], target: Path) -> None:
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.7)  # ladder order, top to bottom
     ax.set_xlabel(f"difference in mean test micro-F1 (points), with its {_interval_name(table)}")
+    shapes = (("o", "vs parent"), ("s", "vs baseline"))
+    what = f"Effect of each trick, {_interval_name(table)}"
+    _finish(fig, ax, table, what, shapes, "verdict; comparison", target)
+
+
+def _finish(fig, ax, table: Table, what: str, shapes, legend_title: str, target: Path) -> None:
+    """An effects chart's legend (a colour per verdict, a marker per kind of comparison), its
+    title (what, the seeds, the test, the correction, alpha), its grid, written."""
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLORS.items()
     ]
-    handles += [
-        Line2D([], [], color="#495057", marker=m, lw=0, label=f"vs {label}")
-        for m, label in (("o", "parent"), ("s", "baseline"))
-    ]
+    handles += [Line2D([], [], color="#495057", marker=m, lw=0, label=label) for m, label in shapes]
     ax.legend(
         handles=handles,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         fontsize=7,
-        title="verdict; comparison",
+        title=legend_title,
         title_fontsize=7,
     )
     ax.set_title(
-        f"Effect of each trick, {_interval_name(table)}, {table.min_seeds} seed(s); colour: "
-        f"verdict ({table.method_short}, {table.adjusted}, alpha {table.alpha:.2g})",
+        f"{what}, {table.min_seeds} seed(s); colour: verdict ({table.method_short}, "
+        f"{table.adjusted}, alpha {table.alpha:.2g})",
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
