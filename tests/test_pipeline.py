@@ -877,7 +877,7 @@ def test_the_readme_runs_as_written(own_run, tmp_path):
     assert rows and all(" - " not in r for r in rows), branches
     assert "variants.dropout_conv.dropout_conv" in branches  # params diff
     # cifar10-tricks diff main: the changed variant tested, paired, the other seven identical.
-    row = next(r for r in branches.splitlines() if r.startswith("dropout_conv "))
+    row = next(r for r in branches.splitlines() if re.match(r"dropout_conv +[+-]\d", r))
     assert "2 seeds, paired" in row, branches
     assert "identical on every seed: 7 variant(s)" in branches
     assert (own_run.path / "plots/index.html").is_file()
