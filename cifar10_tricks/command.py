@@ -72,7 +72,7 @@ def diff_text(result: dict) -> str:
         f"{result['other']} against {result['base']}: difference in mean test micro-F1 (points), "
         "its Holm-adjusted interval, the verdict (Holm over the variants that changed, alpha "
         f"{result['alpha']}), the smallest effect it could detect (80% power), the seeds",
-        _knob_text(result["knobs"]).join(("params changed: ", "")),
+        "params changed: " + _knob_text(result["knobs"]),
         "",
     ]
     lines = [w for line in lines for w in (textwrap.wrap(line, 120) or [""])]

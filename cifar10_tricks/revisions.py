@@ -26,7 +26,7 @@ from cifar10_tricks.inference import detectable, holm, holm_levels, interval, pa
 
 MAX_REPORT_BYTES = 64 * 2**20  # as files.MAX_JSON_BYTES: one block's report.json
 WORKSPACE = "workspace"
-PAIRING_KEYS = ("epochs", "n_train", "n_test", "md5")  # of made_by (data's inside)
+DATA_KEYS = ("n_train", "n_test", "md5")  # of made_by["data"]
 BATCH_KNOBS = ("batch_size", "shuffle")  # a variant's settings that fix its seeds' batches
 
 
@@ -132,9 +132,9 @@ def why_not_paired(a: Side, b: Side, name: str) -> str | None:
     """Why variant ``name``'s seeds cannot be paired across the two sides, in words, or None."""
     ma, mb = a.made_by[name], b.made_by[name]
     reasons = []
-    for key in PAIRING_KEYS:
-        va = ma.get("data", {}).get(key) if key in ("n_train", "n_test", "md5") else ma.get(key)
-        vb = mb.get("data", {}).get(key) if key in ("n_train", "n_test", "md5") else mb.get(key)
+    pairs = [("epochs", ma.get("epochs"), mb.get("epochs"))]
+    pairs += [(k, ma.get("data", {}).get(k), mb.get("data", {}).get(k)) for k in DATA_KEYS]
+    for key, va, vb in pairs:
         if va != vb:
             reasons.append(f"{'data md5' if key == 'md5' else key} differ ({va} vs {vb})")
     for knob in BATCH_KNOBS:
